@@ -1,0 +1,1 @@
+"""cryoseg wizards (form helpers shown as a wand next to a parameter)."""
