@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := $(CURDIR)/.venv
 SCIPION_DIR := $(CURDIR)/.scipion
 STAMP := $(VENV)/.installed
+TESTS ?= cryoseg/tests  # e.g. make test TESTS=cryoseg/tests/test_mrcio.py
 
 export SCIPION_DOMAIN := pwem
 export SCIPION_HOME := $(SCIPION_DIR)/home
@@ -21,7 +22,7 @@ demo: install scipion-home
 	$(VENV)/bin/python -m cryoseg.demo
 
 test: install scipion-home
-	$(VENV)/bin/python -m pytest -q cryoseg/tests
+	$(VENV)/bin/python -m pytest -q $(TESTS)
 
 bench: install scipion-home
 	for b in bench/*.py; do $(VENV)/bin/python $$b || exit 1; done
