@@ -1,0 +1,113 @@
+"""Shared machinery of cryoseg protocols: one independent chain of steps per tomogram.
+
+Subclasses implement ``processTomogram(tsId)`` (the work; files go under ``self._getExtraPath()``) and
+``registerTomogram(tsId)`` (append the results to the outputs with :meth:`_appendToOutput`). Each
+tomogram runs in its own step chain, in parallel with the form's threads; the close step waits for
+all of them (scipion.md §5). A tomogram whose processing raises is recorded with its message and
+skipped, the others go on; the run fails only when every tomogram failed.
+"""
+import json
+import logging
+import traceback
+
+from pwem.protocols import EMProtocol
+from pyworkflow.object import Set, String
+from pyworkflow.protocol import STEPS_PARALLEL
+from pyworkflow.utils.retry_streaming import retry_on_sqlite_lock
+from tomo.protocols import ProtTomoBase
+
+from ..core.errors import CryoSegInputError
+
+logger = logging.getLogger(__name__)
+
+
+class ProtCryoSegPerTomogram(EMProtocol, ProtTomoBase):
+    """Base class (not a protocol users see) for per-tomogram parallel processing."""
+    _label = None  # abstract: not listed in the GUI
+    stepsExecutionMode = STEPS_PARALLEL
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.failedTomograms = String('{}')
+
+    # ----------------------------------------------------------------- to implement
+    def _tsIdsToProcess(self):
+        """tsIds to process, in order. Default: those of ``self.inputTomograms``."""
+        return [tomo.getTsId() for tomo in self.inputTomograms.get().iterItems()]
+
+    def processTomogram(self, tsId):
+        raise NotImplementedError
+
+    def registerTomogram(self, tsId):
+        raise NotImplementedError
+
+    def _sourceOfOutputs(self):
+        """The input pointer every output derives from."""
+        return self.inputTomograms
+
+    # ----------------------------------------------------------------- steps
+    def _insertAllSteps(self):
+        outputSteps = []
+        for tsId in self._tsIdsToProcess():
+            processId = self._insertFunctionStep(self.processTomogramStep, tsId,
+                                                 prerequisites=[], needsGPU=False)
+            outputSteps.append(self._insertFunctionStep(self.registerTomogramStep, tsId,
+                                                        prerequisites=[processId], needsGPU=False))
+        self._insertFunctionStep(self.closeOutputStep, prerequisites=outputSteps, needsGPU=False)
+
+    def processTomogramStep(self, tsId):
+        try:
+            self.processTomogram(tsId)
+        except CryoSegInputError as err:
+            self._recordFailure(tsId, str(err))
+        except Exception as err:  # one bad tomogram must not stop the others; keep the trace in the log
+            logger.error(traceback.format_exc())
+            self._recordFailure(tsId, f"{type(err).__name__}: {err}")
+
+    def registerTomogramStep(self, tsId):
+        if tsId not in self.getFailures():
+            self.registerTomogram(tsId)
+
+    def closeOutputStep(self):
+        failures = self.getFailures()
+        if failures and len(failures) == len(self._tsIdsToProcess()):
+            raise CryoSegInputError('every tomogram failed:\n' + '\n'.join(
+                f'{tsId}: {message}' for tsId, message in failures.items()))
+        self._closeOutputSet()
+
+    # ----------------------------------------------------------------- helpers
+    def getFailures(self):
+        """``{tsId: message}`` of the tomograms that could not be processed."""
+        return json.loads(self.failedTomograms.get() or '{}')
+
+    def _recordFailure(self, tsId, message):
+        logger.error(f"{tsId}: {message}")
+        with self._lock:
+            failures = self.getFailures()
+            failures[tsId] = message
+            self.failedTomograms.set(json.dumps(failures))
+            self._store(self.failedTomograms)
+
+    def _appendToOutput(self, name, create, fill):
+        """Under the protocol lock, get the output ``name`` (or ``create()`` and register it as an
+        open set derived from the input), let ``fill(outputSet)`` append items, and save it."""
+        with self._lock:
+            retry_on_sqlite_lock(log=logger)(self._appendToOutputUnlocked)(name, create, fill)
+
+    def _appendToOutputUnlocked(self, name, create, fill):
+        output = getattr(self, name, None)
+        if output is None:
+            output = create()
+            output.setStreamState(Set.STREAM_OPEN)
+            fill(output)
+            output.write()
+            self._defineOutputs(**{name: output})
+            self._defineSourceRelation(self._sourceOfOutputs(), output)
+        else:
+            output.enableAppend()
+            fill(output)
+            output.write()
+        self._store(output)
+
+    def _failureSummary(self):
+        return [f"Failed {tsId}: {message}" for tsId, message in self.getFailures().items()]
