@@ -1,0 +1,123 @@
+"""Clean-up of a binary mask [z, y, x] (algorithms.md §1.5), shared by every mask cryoseg makes.
+
+Steps, in this order and each optional: remove small components, per-slice opening, keep the largest
+component, fill holes, grow or erode by a distance. Growing and eroding use the Euclidean distance
+transform slab by slab, so a grow of r voxels equals a dilation by a ball of radius r without a float64
+copy of the whole volume.
+"""
+import logging
+import numbers
+
+import numpy as np
+from scipy import ndimage
+from skimage import morphology
+
+from .errors import CryoSegInputError
+from .slabs import iter_slabs
+
+log = logging.getLogger(__name__)
+
+# 26-connectivity for foreground components; holes are then background regions 6-connected to nothing
+# on a face, the dual rule (scipy's default for binary_fill_holes).
+FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+DISTANCE_SLAB = 32
+
+
+def _as_mask(mask):
+    mask = np.asarray(mask)
+    if mask.ndim != 3:
+        raise CryoSegInputError(f'Mask post-processing needs a 3-D mask; got an array of shape {mask.shape}.')
+    return mask != 0
+
+
+def _whole_number(name, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != int(value) \
+            or value < minimum:
+        raise CryoSegInputError(f'{name} must be a whole number of at least {minimum}; got {value!r}.')
+    return int(value)
+
+
+def remove_small_components(mask, min_size):
+    """Drop 26-connected components of fewer than ``min_size`` voxels."""
+    if min_size <= 1:
+        return mask
+    return morphology.remove_small_objects(mask, min_size=min_size, connectivity=3)
+
+
+def open_slices(mask, radius):
+    """Opening of every z-slice with a disk of ``radius``: removes thin lines and specks narrower than
+    the disk. The outside of the slice counts as foreground, so regions touching an edge are not cut."""
+    if radius <= 0:
+        return mask
+    disk = morphology.disk(radius)
+    return np.stack([morphology.binary_opening(plane, disk) for plane in mask])
+
+
+def keep_largest_component(mask):
+    """Only the largest 26-connected component (the first one on ties); an empty mask stays empty."""
+    labels, count = ndimage.label(mask, structure=FULL_CONNECTIVITY)
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def fill_enclosed_holes(mask):
+    """Fill background regions that touch no face of the volume."""
+    return ndimage.binary_fill_holes(mask)
+
+
+def grow_mask(mask, distance, slab=DISTANCE_SLAB):
+    """Grow (``distance`` > 0) or erode (< 0) by |distance| voxels, Euclidean.
+
+    Growing keeps voxels within |distance| of the mask (dilation by a ball); eroding keeps mask voxels
+    farther than |distance| from any background voxel (erosion by a ball, the outside of the volume
+    counting as mask so that a mask touching a face does not shrink from it). Works slab by slab: a
+    neighbour within the distance is at most ceil(|distance|) planes away.
+    """
+    if distance == 0:
+        return mask
+    radius = abs(float(distance))
+    result = np.zeros(mask.shape, dtype=bool)
+    for part in iter_slabs(mask.shape[0], slab, int(np.ceil(radius))):
+        block = mask[part.read]
+        if distance > 0:
+            # distance of each voxel to the nearest mask voxel; all-background blocks stay background
+            if block.any():
+                result[part.write] = part.kept(ndimage.distance_transform_edt(~block) <= radius)
+        elif block.all():
+            result[part.write] = True
+        else:
+            result[part.write] = part.kept(ndimage.distance_transform_edt(block) > radius)
+    return result
+
+
+def postprocess_mask(mask, min_region_size=250, open_radius=0, keep_largest=False, fill_holes=True,
+                     grow=0):
+    """Clean a binary mask [z, y, x]; returns uint8 {0, 1} of the same shape.
+
+    ``min_region_size``: remove 26-connected components with fewer voxels (0 or 1: off).
+    ``open_radius``: per-slice opening with a disk of this radius in voxels (0: off).
+    ``keep_largest``: keep only the largest component.
+    ``fill_holes``: fill background regions enclosed by the mask (not touching a face).
+    ``grow``: grow (> 0) or erode (< 0) by this many voxels (Euclidean; may be fractional).
+    """
+    mask = _as_mask(mask)
+    min_region_size = _whole_number('Minimum region size', min_region_size)
+    open_radius = _whole_number('Opening radius', open_radius)
+    if isinstance(grow, bool) or not isinstance(grow, numbers.Real) or not np.isfinite(grow):
+        raise CryoSegInputError(f'Grow distance must be a number of voxels; got {grow!r}.')
+    if abs(grow) > max(mask.shape):
+        raise CryoSegInputError(f'Grow distance {grow} voxels exceeds the mask size {mask.shape[::-1]} '
+                                f'(x, y, z); give it in voxels, not Å.')
+
+    mask = remove_small_components(mask, min_region_size)
+    mask = open_slices(mask, open_radius)
+    if keep_largest:
+        mask = keep_largest_component(mask)
+    if fill_holes:
+        mask = fill_enclosed_holes(mask)
+    mask = grow_mask(mask, grow)
+    log.info('post-processed mask keeps %.2f %% of voxels', 100.0 * np.count_nonzero(mask) / mask.size)
+    return mask.astype(np.uint8)
