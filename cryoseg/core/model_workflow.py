@@ -1,0 +1,374 @@
+"""Directional model workflow: groups of clicked points → evenly spaced, oriented cropping points.
+
+One group of points describes one geometry (a vesicle, a membrane, a filament). For each group the
+geometry is fitted (:mod:`.geometry`), sampled at the requested spacing (:mod:`.surface_sampling`) and
+every cropping point gets a Scipion 4×4 matrix whose particle z-axis is the outward normal (filaments:
+the axis) in Dynamo's ZXZ convention (:mod:`.orientation`). A group that cannot be fitted is reported
+with its reason; the others go on. Also reads user-point files (STAR, CSV, plain text) and writes
+cropping points as STAR.
+"""
+import csv
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import geometry
+from .errors import CryoSegInputError
+from .orientation import IN_PLANE_POLICIES, in_plane_angles, matrix_from_normal, matrix_to_euler, scipion_matrix
+from .surface_sampling import (dense_count, inside_bounds, offset_along_normals, outside_exclusion,
+                               sample_sphere, thin_to_spacing)
+
+logger = logging.getLogger(__name__)
+
+MODEL_TYPES = ('auto', 'sphere', 'ellipsoid', 'membraneByLevels', 'general', 'filamentHelix',
+               'filamentRings')
+# names used by Dynamo models (``_dynModelName``) and by the CLI, mapped to cryoseg model types
+MODEL_ALIASES = {'vesicle': 'sphere', 'ellipsoidalvesicle': 'ellipsoid',
+                 'markedellipsoidalvesicle': 'ellipsoid', 'surface': 'membraneByLevels',
+                 'membranebylevels': 'membraneByLevels', 'general': 'general', 'boxes': 'general',
+                 'filament': 'filamentHelix', 'filamentwithtorsion': 'filamentHelix',
+                 'filamentsubunitsinhelix': 'filamentHelix', 'helix': 'filamentHelix',
+                 'filamentrings': 'filamentRings', 'rings': 'filamentRings'}
+MARKER_ROLES = ('marker', 'centre', 'center', 'inside')
+
+
+def canonical_model(name):
+    """cryoseg model type of a name (cryoseg, Dynamo or CLI spelling), or None if unknown."""
+    if not name:
+        return None
+    if name in MODEL_TYPES:
+        return name
+    return MODEL_ALIASES.get(str(name).replace(' ', '').replace('_', '').lower())
+
+
+@dataclass
+class ModelParameters:
+    """Everything in voxels (px) and degrees."""
+    model_type: str = 'auto'
+    spacing: float = 10.0  # cropping points (surfaces), subunit rise (helix) or ring distance (rings)
+    offset: float = 0.0  # along the outward normal
+    in_plane: str = 'zero'
+    seed: int = 0
+    mesh_edge: float = 5.0  # support-mesh control interval
+    max_triangles: int = 100000
+    subdivision: int = 0
+    robust: bool = True
+    exclusion_radius: float = 0.0  # around the inside marker (marked vesicles)
+    level_tolerance: float = 1.0  # z gap separating levels
+    smoothing: float = 1.0  # expected click scatter (px rms); 0 = splines through the points
+    twist: float = 0.0  # degrees per helical subunit
+    helix_radius: float = 0.0
+    ring_radius: float = 10.0
+    subunits_per_ring: int = 8
+    ring_twist: float = 0.0
+    shape_xyz: tuple = None  # tomogram size; points outside it are dropped
+
+    def check(self):
+        if canonical_model(self.model_type) is None and self.model_type != 'auto':
+            raise CryoSegInputError(f"unknown model type {self.model_type!r}; choose one of "
+                                    f"{', '.join(MODEL_TYPES)}")
+        if self.in_plane not in IN_PLANE_POLICIES:
+            raise CryoSegInputError(f"in-plane policy must be one of {', '.join(IN_PLANE_POLICIES)}")
+        if self.spacing <= 0:
+            raise CryoSegInputError('the spacing must be positive')
+        if self.mesh_edge <= 0 or self.max_triangles < 8:
+            raise CryoSegInputError('the mesh edge must be positive and the triangle cap at least 8')
+
+
+@dataclass
+class GroupResult:
+    group_id: int
+    model: str
+    positions: np.ndarray  # (N, 3) px
+    matrices: np.ndarray  # (N, 4, 4) Scipion
+    report: geometry.FitReport
+    surface: object = None  # the fitted model, for viewers
+
+    @property
+    def normals(self):
+        return self.matrices[:, 2, :3]
+
+
+@dataclass
+class WorkflowResult:
+    results: list = field(default_factory=list)  # GroupResult
+    failures: dict = field(default_factory=dict)  # group id → reason
+
+    def report_rows(self):
+        """One row per group (fitted or failed) for summaries and tables."""
+        rows = [dict(group=r.group_id, status='ok', crop_points=len(r.positions), **r.report.as_dict())
+                for r in self.results]
+        rows += [dict(group=g, status='failed', reason=reason) for g, reason in self.failures.items()]
+        return sorted(rows, key=lambda row: row['group'])
+
+
+def infer_model(points):
+    """Model type for ``auto`` without a name: collinear → filament; a sphere or ellipsoid that fits
+    within 3 % of its size and is not much larger than the points → vesicle; points on several z
+    levels → membrane by levels; else a general surface."""
+    points = np.asarray(points, float).reshape(-1, 3)
+    if len(points) >= 2:
+        _, singular, _ = geometry._principal_axes(points)
+        if len(points) < 4 or singular[1] < 0.08 * singular[0]:
+            return 'filamentHelix'
+    extent = np.ptp(points, axis=0).max()
+    for fitter, name in ((geometry.fit_sphere, 'sphere'), (geometry.fit_ellipsoid, 'ellipsoid')):
+        try:
+            model, report = fitter(points)
+        except geometry.GeometryError:
+            continue
+        size = float(np.mean(report.radii))
+        if report.rms <= 0.03 * size and max(report.radii) <= 1.5 * extent:
+            return name
+    levels = geometry._z_levels(points, 1.0)
+    if sum(len(level) >= 2 for level in levels) >= 2:
+        return 'membraneByLevels'
+    return 'general'
+
+
+def _surface_points(surface, params):
+    """Dense area-uniform points on a fitted surface, offset along the normals, thinned to spacing."""
+    rng = np.random.default_rng(params.seed)
+    area = surface.area()
+    if params.offset and isinstance(surface, geometry.EllipsoidModel):
+        scale = 1 + params.offset / float(np.mean(surface.radii))
+        area *= max(scale, 0.1) ** 2
+    points, normals = surface.dense_points(dense_count(area, params.spacing), rng)
+    points = offset_along_normals(points, normals, params.offset)
+    kept = thin_to_spacing(points, params.spacing, params.seed)
+    return points[kept], normals[kept]
+
+
+def crop_points_for_group(points, params, marker=None, model_name=None, group_id=0):
+    """Fit one geometry and produce its cropping points; raises :class:`geometry.GeometryError`."""
+    params.check()
+    model = canonical_model(params.model_type if params.model_type != 'auto' else model_name)
+    if model is None:
+        model = infer_model(points)
+    tangents = None
+    if model == 'sphere':
+        surface, report = geometry.fit_sphere(points, params.robust)
+        radius = surface.radius + params.offset
+        if radius <= 0:
+            raise geometry.GeometryError(f'the offset {params.offset:.1f} px is deeper than the radius')
+        positions, normals = sample_sphere(surface.centre, radius, params.spacing)
+    elif model == 'ellipsoid':
+        surface, report = geometry.fit_ellipsoid(points, params.robust)
+        positions, normals = _surface_points(surface, params)
+    elif model in ('membraneByLevels', 'general'):
+        fitter = geometry.fit_membrane_levels if model == 'membraneByLevels' else geometry.fit_general_surface
+        options = dict(control_interval=params.mesh_edge, inside=marker, smoothing=params.smoothing,
+                       subdivision=params.subdivision, max_triangles=params.max_triangles)
+        if model == 'membraneByLevels':
+            options['level_tolerance'] = params.level_tolerance
+        surface, report = fitter(points, **options)
+        positions, normals = _surface_points(surface, params)
+    else:
+        surface, report = geometry.fit_filament(points, params.smoothing)
+        if model == 'filamentHelix':
+            phase = in_plane_angles(params.in_plane, [[0, 0, 1.0]], params.seed)[0] \
+                if params.in_plane == 'random' else 0.0
+            positions, rotations = geometry.helical_subunits(surface, params.spacing, params.twist,
+                                                             params.helix_radius, phase)
+        else:
+            positions, normals, tangents = geometry.ring_subunits(
+                surface, params.spacing, params.ring_radius, params.subunits_per_ring, params.ring_twist)
+    report.model = model
+    if model != 'filamentHelix':
+        if model == 'sphere' or model == 'ellipsoid':
+            keep = outside_exclusion(positions, marker, params.exclusion_radius)
+            positions, normals = positions[keep], normals[keep]
+            tangents = None
+        narot = in_plane_angles(params.in_plane, normals, params.seed, tangents)
+        rotations = matrix_from_normal(normals, narot)
+    if params.shape_xyz is not None:
+        keep = inside_bounds(positions, params.shape_xyz)
+        if not keep.all():
+            report.notes.append(f'{int((~keep).sum())} cropping points outside the tomogram dropped')
+        positions, rotations = positions[keep], rotations[keep]
+    return GroupResult(group_id, model, positions, scipion_matrix(rotations), report, surface)
+
+
+def run_model_workflow(groups, params):
+    """Cropping points of every group; ``groups`` maps group id → dict(points, marker=None, model=None).
+
+    Groups that fail are listed in ``failures`` with their reason and the others complete.
+    """
+    params.check()
+    workflow = WorkflowResult()
+    for group_id in sorted(groups):
+        group = groups[group_id]
+        try:
+            result = crop_points_for_group(group['points'], params, group.get('marker'), group.get('model'),
+                                           group_id)
+        except CryoSegInputError as err:
+            logger.warning('group %s: %s', group_id, err)
+            workflow.failures[group_id] = str(err)
+            continue
+        logger.info('group %s: %s, rms %.2f px, %d cropping points', group_id, result.model,
+                    result.report.rms, len(result.positions))
+        workflow.results.append(result)
+    return workflow
+
+
+# --------------------------------------------------------------------------- user-point files
+@dataclass
+class UserPoints:
+    """Points read from a file: (x, y, z) as written, a group label and a role per point."""
+    xyz: np.ndarray
+    groups: list
+    roles: list  # 'point' or 'marker'
+    tomo_names: list = None  # per point, when the file names the tomogram (STAR rlnTomoName)
+
+
+STAR_GROUP_COLUMNS = ('cryosegGroup', 'rlnGroupNumber', 'rlnGroupName', 'rlnTomoManifoldIndex',
+                      'rlnClassNumber', 'groupId')
+
+
+def read_user_points(path):
+    """Read ``x y z [group] [role]`` points from STAR (rlnCoordinateX/Y/Z, a group column such as
+    cryosegGroup or rlnGroupNumber, optional cryosegRole and rlnTomoName), CSV (header with x, y, z,
+    group, role or positional columns) or whitespace text (``#`` comments). Roles: ``point`` (default)
+    or ``marker`` (a point inside the geometry; also ``centre``)."""
+    if not os.path.exists(path):
+        raise CryoSegInputError(f'point file {path} does not exist')
+    extension = os.path.splitext(path)[1].lower()
+    if extension == '.star':
+        columns = _read_star_columns(path)
+    else:
+        columns = _read_text_columns(path, csv_format=extension == '.csv')
+    try:
+        xyz = np.column_stack([np.asarray(columns[k], float) for k in ('x', 'y', 'z')])
+    except (KeyError, ValueError) as err:
+        raise CryoSegInputError(f'{path}: could not read x, y, z coordinates ({err})') from None
+    count = len(xyz)
+    if count == 0:
+        raise CryoSegInputError(f'{path} contains no points')
+    groups = [_group_label(g) for g in columns.get('group', ['1'] * count)]
+    roles = ['marker' if str(r).strip().lower() in MARKER_ROLES else 'point'
+             for r in columns.get('role', ['point'] * count)]
+    return UserPoints(xyz, groups, roles, columns.get('tomo'))
+
+
+def _group_label(value):
+    text = str(value).strip()
+    try:
+        number = float(text)
+        return str(int(number)) if number.is_integer() else text
+    except ValueError:
+        return text
+
+
+def _read_star_columns(path):
+    from emtable import Table
+
+    tables = []
+    for name in (None, 'particles', 'coordinates'):
+        try:
+            tables.append(Table(fileName=path, tableName=name, guessType=False))
+        except Exception:  # emtable raises a bare Exception for a missing block
+            continue
+    table = next((t for t in tables if t.hasAllColumns(['rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ'])),
+                 None)
+    if table is None:
+        raise CryoSegInputError(f'{path}: no STAR table with rlnCoordinateX, rlnCoordinateY, rlnCoordinateZ')
+    columns = {axis: table.getColumnValues(f'rlnCoordinate{axis.upper()}') for axis in 'xyz'}
+    group = next((c for c in STAR_GROUP_COLUMNS if table.hasColumn(c)), None)
+    if group:
+        columns['group'] = table.getColumnValues(group)
+    if table.hasColumn('cryosegRole'):
+        columns['role'] = table.getColumnValues('cryosegRole')
+    if table.hasColumn('rlnTomoName'):
+        columns['tomo'] = [str(v) for v in table.getColumnValues('rlnTomoName')]
+    return columns
+
+
+def _read_text_columns(path, csv_format):
+    with open(path, newline='') as handle:
+        if csv_format:
+            rows = [row for row in csv.reader(handle) if row and not row[0].lstrip().startswith('#')]
+        else:
+            rows = [line.split() for line in handle if line.strip() and not line.lstrip().startswith('#')]
+    if not rows:
+        raise CryoSegInputError(f'{path} contains no points')
+    names = ['x', 'y', 'z', 'group', 'role']
+    try:
+        [float(v) for v in rows[0][:3]]
+    except ValueError:  # a header line
+        header = [h.strip().lower() for h in rows[0]]
+        aliases = {'x': 'x', 'y': 'y', 'z': 'z', 'group': 'group', 'groupid': 'group', 'role': 'role',
+                   'rlncoordinatex': 'x', 'rlncoordinatey': 'y', 'rlncoordinatez': 'z', 'tomo': 'tomo',
+                   'tsid': 'tomo', 'rlntomoname': 'tomo'}
+        names = [aliases.get(h, h) for h in header]
+        rows = rows[1:]
+    defaults = {'group': '1', 'role': 'point'}  # trailing optional columns may be left out per line
+    columns = {}
+    for index, name in enumerate(names):
+        if all(len(row) > index for row in rows) or (name in defaults and any(len(row) > index for row in rows)):
+            columns[name] = [row[index].strip() if len(row) > index else defaults[name] for row in rows]
+    if not all(k in columns for k in 'xyz'):
+        raise CryoSegInputError(f'{path}: every line needs at least x, y and z')
+    return columns
+
+
+def split_groups(xyz, group_ids, roles=None, models=None):
+    """``{group id: dict(points, marker, model)}`` from per-point arrays; a group's marker is the mean
+    of its marker-role points."""
+    xyz = np.asarray(xyz, float).reshape(-1, 3)
+    group_ids = np.asarray(group_ids)
+    roles = np.asarray(roles if roles is not None else ['point'] * len(xyz))
+    groups = {}
+    for group_id in np.unique(group_ids):
+        member = group_ids == group_id
+        is_marker = member & (roles == 'marker')
+        model = None
+        if models is not None:
+            named = [m for m, inside in zip(models, member) if inside and m]
+            model = named[0] if named else None
+        groups[int(group_id)] = dict(points=xyz[member & ~is_marker],
+                                     marker=xyz[is_marker].mean(axis=0) if is_marker.any() else None,
+                                     model=model)
+    return groups
+
+
+def crop_table_rows(result):
+    """Per cropping point: position, Dynamo angles (tdrot, tilt, narot) and RELION angles
+    (rot, tilt, psi) with (cos rot·sin tilt, sin rot·sin tilt, cos tilt) = the particle z-axis."""
+    rotations = result.matrices[:, :3, :3]
+    tdrot, tilt, narot = matrix_to_euler(rotations)
+    normals = rotations[:, 2]
+    relion_rot = np.degrees(np.arctan2(normals[:, 1], normals[:, 0]))
+    relion_tilt = np.degrees(np.arccos(np.clip(normals[:, 2], -1, 1)))
+    # the particle x-axis fixes psi: with rot and tilt set, psi is the in-plane angle from the RELION
+    # x-axis Rz(rot)·Ry(tilt)·e_x to the particle x-axis, about the normal
+    rot_r, tilt_r = np.radians(relion_rot), np.radians(relion_tilt)
+    base_x = np.column_stack([np.cos(rot_r) * np.cos(tilt_r), np.sin(rot_r) * np.cos(tilt_r), -np.sin(tilt_r)])
+    base_y = np.cross(normals, base_x)
+    relion_psi = np.degrees(np.arctan2(np.einsum('ij,ij->i', rotations[:, 0], base_y),
+                                       np.einsum('ij,ij->i', rotations[:, 0], base_x)))
+    return [dict(x=p[0], y=p[1], z=p[2], tdrot=a, tilt=b, narot=c, rot=r, relion_tilt=t, psi=s)
+            for p, a, b, c, r, t, s in zip(result.positions, tdrot, tilt, narot, relion_rot, relion_tilt,
+                                           relion_psi)]
+
+
+def write_crop_star(path, workflow, tomo_name=None):
+    """Write the cropping points of every fitted group as a STAR table (positions in voxels from the
+    first voxel; Dynamo and RELION angles in degrees; group and fit rms)."""
+    from emtable import Table
+
+    columns = ['rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ', 'cryosegGroup', 'cryosegModel',
+               'cryosegTdrot', 'cryosegTilt', 'cryosegNarot', 'rlnAngleRot', 'rlnAngleTilt', 'rlnAnglePsi',
+               'cryosegFitRms']
+    if tomo_name:
+        columns = ['rlnTomoName'] + columns
+    table = Table(columns=columns)
+    for result in workflow.results:
+        for row in crop_table_rows(result):
+            values = [row['x'], row['y'], row['z'], result.group_id, result.model, row['tdrot'], row['tilt'],
+                      row['narot'], row['rot'], row['relion_tilt'], row['psi'], result.report.rms]
+            table.addRow(*([tomo_name] if tomo_name else []), *values)
+    table.write(path, tableName='particles')
+    return path
+
