@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from tomo.constants import SCIPION
-from tomo.objects import Coordinate3D, TomoMask
+from pwem.objects import Transform
+from tomo.objects import Coordinate3D, SubTomogram, TomoMask
 
 from .core.mrcio import open_volume, read_info
 
@@ -59,21 +60,23 @@ def read_coordinates(coord_set):
     Iterates ``getPrecedentsInvolved()`` rather than the precedents set itself, which would stop
     after the first tomogram (scipion.md §3.4).
     """
-    tables = {}
-    for ts_id, tomo in coord_set.getPrecedentsInvolved().items():
-        offset = origin_offset_px(tomo)
-        stored, matrices, groups, scores, ids = [], [], [], [], []
-        for coord in coord_set.iterCoordinates(volume=tomo):
-            stored.append(coord.getPosition(SCIPION))
-            matrices.append(coord.getMatrix())
-            groups.append(coord.getGroupId() or 0)
-            scores.append(coord.getScore() if coord.getScore() is not None else 0.0)
-            ids.append(coord.getObjId())
-        xyz = np.asarray(stored, float).reshape(-1, 3) - offset
-        tables[ts_id] = CoordinateTable(ts_id, xyz, np.asarray(matrices, float).reshape(-1, 4, 4),
-                                        np.asarray(groups, int), np.asarray(scores, float),
-                                        np.asarray(ids, int))
-    return tables
+    return {ts_id: read_tomogram_coordinates(coord_set, tomo)
+            for ts_id, tomo in coord_set.getPrecedentsInvolved().items()}
+
+
+def read_tomogram_coordinates(coord_set, tomo):
+    """The :class:`CoordinateTable` of one tomogram of the set (``tomo`` is one of its precedents)."""
+    offset = origin_offset_px(tomo)
+    stored, matrices, groups, scores, ids = [], [], [], [], []
+    for coord in coord_set.iterCoordinates(volume=tomo):
+        stored.append(coord.getPosition(SCIPION))
+        matrices.append(coord.getMatrix())
+        groups.append(coord.getGroupId() or 0)
+        scores.append(coord.getScore() if coord.getScore() is not None else 0.0)
+        ids.append(coord.getObjId())
+    xyz = np.asarray(stored, float).reshape(-1, 3) - offset
+    return CoordinateTable(tomo.getTsId(), xyz, np.asarray(matrices, float).reshape(-1, 4, 4),
+                           np.asarray(groups, int), np.asarray(scores, float), np.asarray(ids, int))
 
 
 def append_coordinates(coord_set, tomo, xyz, matrices=None, group_ids=None, scores=None):
@@ -100,3 +103,99 @@ def make_tomo_mask(tomo, mask_path):
     mask.setFileName(mask_path)
     mask.setVolName(tomogram_path(tomo))
     return mask
+
+
+def coordinates_by_id(coord_set, tomo):
+    """``{objId: detached Coordinate3D}`` of the coordinates of one tomogram (a precedent of the set)."""
+    return {coord.getObjId(): coord.clone() for coord in coord_set.iterCoordinates(volume=tomo)}
+
+
+def make_subtomogram(coord, path, sampling, matrix, ts_id, acquisition=None):
+    """A SubTomogram in ``path`` cut around ``coord`` (kept as is, in its own sampling), with its
+    4x4 Scipion ``matrix`` and volName = tsId (scipion.md §3.5)."""
+    subtomo = SubTomogram()
+    subtomo.setFileName(path)
+    subtomo.setSamplingRate(sampling)
+    if coord is not None:
+        subtomo.setCoordinate3D(coord)
+    subtomo.setVolName(ts_id)
+    subtomo.setTransform(Transform(np.asarray(matrix, float)))
+    if acquisition is not None:
+        subtomo.setAcquisition(acquisition)
+    return subtomo
+
+
+def subtomogram_ts_id(subtomo):
+    """The tomogram a subtomogram comes from: its coordinate's tsId, else its volName (peers store a
+    file path or a tsId there), else '' for subtomograms imported without a tomogram."""
+    coord = subtomo.getCoordinate3D()
+    if coord is not None and coord.getTomoId():
+        return coord.getTomoId()
+    return subtomo._volName.get() or ''
+
+
+@dataclass
+class SubtomogramTable:
+    """The subtomograms of one tomogram: files, Scipion matrices and ids in the input set."""
+    ts_id: str
+    obj_ids: np.ndarray  # (N,) int
+    paths: list
+    matrices: np.ndarray  # (N, 4, 4)
+
+    def __len__(self):
+        return len(self.obj_ids)
+
+
+def read_subtomograms(subtomo_set):
+    """``{tsId: SubtomogramTable}`` of a SetOfSubTomograms, in the set's order."""
+    rows = {}
+    for subtomo in subtomo_set.iterItems():
+        transform = subtomo.getTransform()
+        matrix = transform.getMatrix() if transform is not None else np.eye(4)
+        rows.setdefault(subtomogram_ts_id(subtomo), []).append(
+            (subtomo.getObjId(), tomogram_path(subtomo), np.asarray(matrix, float)))
+    return {ts_id: SubtomogramTable(ts_id, np.array([r[0] for r in items], int), [r[1] for r in items],
+                                    np.array([r[2] for r in items], float).reshape(-1, 4, 4))
+            for ts_id, items in rows.items()}
+
+
+def read_coordinates_angstrom(coord_set):
+    """``{tsId: CoordinateTable}`` with ``xyz`` in Å from the tomogram origin.
+
+    Scipion stores positions relative to the tomogram origin in pixels of the set's sampling, so
+    stored × sampling is the physical position: sets of different samplings (binnings) of the same
+    tomograms compare directly.
+    """
+    sampling = coord_set.getSamplingRate()
+    tomos = coord_set.getPrecedentsInvolved()
+    return {ts_id: CoordinateTable(ts_id, (table.xyz + origin_offset_px(tomos[ts_id])) * sampling,
+                                   table.matrices, table.group_ids, table.scores, table.obj_ids)
+            for ts_id, table in read_coordinates(coord_set).items()}
+
+
+def append_coordinates_angstrom(coord_set, tomo, xyz_angstrom, matrices=None, group_ids=None, scores=None):
+    """Append coordinates given in Å from the tomogram origin, in the pixels of ``coord_set``'s
+    sampling (which must be set); the inverse of :func:`read_coordinates_angstrom`."""
+    stored = np.asarray(xyz_angstrom, float).reshape(-1, 3) / coord_set.getSamplingRate()
+    return append_coordinates(coord_set, tomo, stored - origin_offset_px(tomo), matrices, group_ids, scores)
+
+
+class _TaggingAppender:
+    """Stands in for a set in :func:`append_coordinates`, attaching per-item Float attributes."""
+
+    def __init__(self, coord_set, values):
+        self.coord_set, self.values, self.index = coord_set, values, 0
+
+    def append(self, coord):
+        from pyworkflow.object import Float
+        for name, column in self.values.items():
+            setattr(coord, name, Float(float(column[self.index])))
+        self.index += 1
+        self.coord_set.append(coord)
+
+
+def append_coordinates_with_values(coord_set, tomo, xyz, scores=None, values=None):
+    """:func:`append_coordinates` plus extra Float attributes per coordinate: ``values`` maps an
+    attribute name (e.g. ``'_cryosegDiameter'``) to one value per position. Every item of a set must
+    carry the same attributes (they become columns of the set)."""
+    return append_coordinates(_TaggingAppender(coord_set, values or {}), tomo, xyz, scores=scores)

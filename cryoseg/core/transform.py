@@ -60,13 +60,19 @@ class RunningAverage:
         self.count = 0
 
     def add(self, volume):
+        self.add_sum(volume, 1)
+
+    def add_sum(self, total, count):
+        """Merge the sum of ``count`` boxes (e.g. a partial average computed elsewhere)."""
+        if not count:
+            return
         if self.total is None:
-            self.total = np.zeros(volume.shape, np.float64)
-        elif volume.shape != self.total.shape:
+            self.total = np.zeros(total.shape, np.float64)
+        elif total.shape != self.total.shape:
             raise CryoSegInputError(f"cannot average boxes of different sizes: {self.total.shape} and "
-                                    f"{volume.shape} (z, y, x)")
-        self.total += volume
-        self.count += 1
+                                    f"{total.shape} (z, y, x)")
+        self.total += total
+        self.count += count
 
     def mean(self):
         if not self.count:
