@@ -1,3 +1,5 @@
 """cryoseg protocols. Every protocol class is re-exported here: Scipion discovers them in this module."""
 from .protocol_extract import ProtCryoSegExtract
 from .protocol_apply_alignment import ProtCryoSegApplyAlignment
+from .protocol_consensus import ProtCryoSegPickingConsensus
+from .protocol_consensus import ProtCryoSegRemoveDuplicates
