@@ -316,6 +316,15 @@ def mask_fraction(mask):
     return float(np.count_nonzero(mask)) / mask.size
 
 
+def points_inside(mask, xyz):
+    """Boolean per (x, y, z) position: does its nearest voxel lie inside the volume and the mask?"""
+    index = np.rint(np.asarray(xyz, float).reshape(-1, 3)[:, ::-1]).astype(int)
+    within = np.all((index >= 0) & (index < np.array(mask.shape)), axis=1)
+    inside = np.zeros(len(index), bool)
+    inside[within] = np.asarray(mask[tuple(index[within].T)]) > 0
+    return inside
+
+
 def mask_warnings(fraction):
     """Messages for a mask that would starve the steps using it (IsoNet crashes on an empty mask)."""
     if fraction <= 0:

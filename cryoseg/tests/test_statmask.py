@@ -279,3 +279,10 @@ def test_methods_combine_and_clean_up_as_documented():
     volume[3, 3, 3] = np.nan
     with pytest.raises(CryoSegInputError, match='NaN'):
         statmask.make_mask(volume, 'texture', texture=texture)
+
+
+def test_points_inside_a_mask():
+    mask = np.zeros((4, 5, 6), np.uint8)
+    mask[1, 2, 3] = 1
+    xyz = [(3, 2, 1), (3.4, 1.6, 0.6), (0, 0, 0), (-1, 2, 1), (6, 2, 1)]
+    assert statmask.points_inside(mask, xyz).tolist() == [True, True, False, False, False]

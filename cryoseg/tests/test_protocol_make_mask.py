@@ -1,0 +1,91 @@
+"""The make-mask protocol in a real headless Scipion project, on phantoms with known particles and ice."""
+import os
+
+import numpy as np
+from pyworkflow.protocol import STATUS_FAILED
+from tomo.protocols import ProtImportCoordinates3D
+
+from cryoseg.core.mrcio import read_volume, write_volume
+from cryoseg.protocols import ProtCryoSegMakeMask
+from cryoseg.protocols.protocol_make_mask import BOTH
+from cryoseg.tests.base import CryoSegProjectTest
+
+
+class TestMakeMask(CryoSegProjectTest):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        folder = os.path.join(cls.proj.getPath(), 'particle_picks')
+        os.makedirs(folder)
+        for ts_id, truth in cls.truths.items():
+            np.savetxt(os.path.join(folder, f'{ts_id}.txt'), [p['centre'] for p in truth.particles])
+        cls.coordinates = cls.runProtocol(ProtImportCoordinates3D, filesPath=folder, filesPattern='*.txt',
+                                          importTomograms=cls.tomograms, boxSize=20).outputCoordinates
+        cls.statistics = cls.runProtocol(ProtCryoSegMakeMask, objLabel='statistics',
+                                         inputTomograms=cls.tomograms, inputCoordinates=cls.coordinates,
+                                         threshold=0.5, doCleanup=False)
+
+    def test_statistics_masks_keep_the_particles_and_drop_the_empty_margins(self):
+        masks = self.statistics.tomoMasks
+        tomograms = {tomo.getTsId(): tomo.clone() for tomo in self.tomograms}
+        self.assertSetSize(masks, 2)
+        self.assertEqual(masks.getSamplingRate(), self.SAMPLING)
+        stats = self.statistics.getMaskStats()
+        for mask in masks:
+            ts_id, tomo, truth = mask.getTsId(), tomograms[mask.getTsId()], self.truths[mask.getTsId()]
+            self.assertEqual(mask.getSamplingRate(), self.SAMPLING)
+            self.assertEqual(mask.getVolName(), tomo.getFileName())
+            self.assertEqual(mask.getDim(), tomo.getDim())
+            self.assertEqual(mask.getShiftsFromOrigin(), tomo.getShiftsFromOrigin())
+            data, info = read_volume(mask.getFileName(), dtype=None)
+            self.assertEqual(data.dtype.itemsize, 1)
+            self.assertEqual(set(np.unique(data)), {0, 1})
+            self.assertEqual(info.voxel_size, (self.SAMPLING,) * 3)
+            self.assertAlmostEqual(stats[ts_id]['fraction'], data.mean())
+            # every particle inside: counted by the protocol and checked here against the truth
+            self.assertEqual(stats[ts_id]['total'], len(truth.particles))
+            self.assertGreaterEqual(stats[ts_id]['inside'], 0.95 * len(truth.particles))
+            for particle in truth.particles:
+                x, y, z = np.round(particle['centre']).astype(int)
+                self.assertEqual(data[z, y, x], 1, f"{ts_id} particle {particle['id']}")
+            low, high = truth.ice_z
+            margins = np.concatenate([data[:low].ravel(), data[high:].ravel()])
+            self.assertLess(margins.mean(), 0.05)
+            self.assertGreater(data[low:high].mean(), 0.3)
+        summary = '\n'.join(self.statistics.summary())
+        self.assertIn('TS_01: mask keeps', summary)
+        self.assertIn(f"{len(self.truths['TS_01'].particles)} of {len(self.truths['TS_01'].particles)} "
+                      'coordinates inside', summary)
+        self.assertIn("IsoNet's statistics mask", self.statistics.methods()[0])
+
+    def test_intersection_with_the_texture_mask_and_clean_up(self):
+        both = self.runProtocol(ProtCryoSegMakeMask, objLabel='both, cleaned', inputTomograms=self.tomograms,
+                                method=BOTH, threshold=0.5, grow=20.0)
+        statistics = {mask.getTsId(): read_volume(mask.getFileName(), dtype=None)[0]
+                      for mask in self.statistics.tomoMasks}
+        self.assertSetSize(both.tomoMasks, 2)
+        for mask in both.tomoMasks:
+            data = read_volume(mask.getFileName(), dtype=None)[0]
+            self.assertEqual(data.shape, statistics[mask.getTsId()].shape)
+            self.assertTrue(0 < data.mean() < 1)
+        self.assertFalse(both.getFailures())
+
+    def test_form_checks_and_bad_tomograms(self):
+        tiny_side = self.newProtocol(ProtCryoSegMakeMask, inputTomograms=self.tomograms, side=5.0)
+        self.assertTrue(any('less than one binned voxel' in error for error in tiny_side.validate()))
+
+        folder = os.path.join(self.proj.getPath(), 'bad_tomograms')
+        volume = np.random.default_rng(0).standard_normal((32, 40, 40)).astype(np.float32)
+        volume[5, 6, 7] = np.nan
+        write_volume(os.path.join(folder, 'BAD_NAN.mrc'), volume, self.SAMPLING)
+        write_volume(os.path.join(folder, 'BAD_FLAT.mrc'), np.ones((32, 40, 40), np.float32), self.SAMPLING)
+        bad = self.newProtocol(ProtCryoSegMakeMask, objLabel='bad input',
+                               inputTomograms=self.importTomograms(folder, self.SAMPLING))
+        self.proj.launchProtocol(bad, wait=True)
+        self.assertEqual(bad.getStatus(), STATUS_FAILED)
+        failures = bad.getFailures()
+        self.assertIn('NaN or infinite', failures['BAD_NAN'])
+        self.assertIn('constant', failures['BAD_FLAT'])
+        self.assertIsNone(getattr(bad, ProtCryoSegMakeMask.OUTPUT_NAME, None))
+        self.assertIn('Failed BAD_FLAT', '\n'.join(bad.summary()))
