@@ -3,3 +3,4 @@ from .protocol_extract import ProtCryoSegExtract
 from .protocol_apply_alignment import ProtCryoSegApplyAlignment
 from .protocol_consensus import ProtCryoSegPickingConsensus
 from .protocol_consensus import ProtCryoSegRemoveDuplicates
+from .protocol_make_mask import ProtCryoSegMakeMask
