@@ -4,9 +4,11 @@ Each capability adds one subcommand: a ``_add_<name>(subparsers)`` function that
 arguments and sets ``func`` to the function that runs it.
 """
 import argparse
+import os
 import sys
 
 from .core.errors import CryoSegInputError
+from .core.statmask import METHODS, STD_MODES, Z_CROP_MODES
 
 
 def _add_phantom(subparsers):
@@ -37,10 +39,100 @@ def _run_phantom(args):
     print(f"written to {args.outdir}")
 
 
+def _add_make_mask(subparsers):
+    parser = subparsers.add_parser(
+        'make_mask', help="mask the specimen in tomograms (IsoNet's statistics mask, a texture mask or both)",
+        description="Writes OUTPUT/NAME_mask.mrc (8-bit, 1 = keep) for every tomogram, with its voxel size and "
+                    "origin. Lengths are in voxels of the input tomogram unless stated.")
+    parser.add_argument('input', help='one tomogram (MRC) or a folder of them (*.mrc, *.rec)')
+    parser.add_argument('output', help='folder that receives NAME_mask.mrc for every tomogram')
+    parser.add_argument('--method', choices=METHODS, default='statistics',
+                        help="'statistics' (IsoNet: dense material AND local contrast), 'texture' (vote of local "
+                             "variance, orientation coherence and edges) or 'both' (intersection)")
+    stats = parser.add_argument_group('statistics mask (IsoNet make_mask)')
+    stats.add_argument('--side', type=int, default=4,
+                       help='filter scale in voxels of the tomogram binned by 2, close to the particle size '
+                            '(Gaussian σ = side/2, boxes of 2·side+1); default 4')
+    stats.add_argument('--percentile', type=float, default=50.0,
+                       help='approximate %% of the volume with content (max-value mask); lower for sparse '
+                            'samples; 100 disables it; default 50')
+    stats.add_argument('--threshold', type=float, default=1.0,
+                       help='keep local std > threshold × overall std; smaller enlarges the mask; 0 disables '
+                            'it; default 1 (try 0.5 when gold beads or carbon dominate the contrast)')
+    stats.add_argument('--std-mode', choices=STD_MODES, default='global_factor',
+                       help="'global_factor' uses --threshold (IsoNet docs); 'percentile' keeps the "
+                            "--std-percentile %% most textured voxels (current IsoNet code)")
+    stats.add_argument('--std-percentile', type=float, default=50.0, help="%% kept in 'percentile' mode")
+    stats.add_argument('--z_crop', '--z-crop', dest='z_crop', type=float, default=0.0,
+                       help='fraction of the slices removed at each end in z; default 0')
+    stats.add_argument('--z-crop-mode', choices=Z_CROP_MODES, default='isonet1',
+                       help="'isonet2' halves the fraction, as IsoNet 2 does")
+    texture = parser.add_argument_group('texture mask')
+    texture.add_argument('--block-size', type=int, default=64, help='local variance window; default 64')
+    texture.add_argument('--texture-sigma', type=float, default=1.0, help='structure-tensor scale; default 1')
+    texture.add_argument('--edge-sigma', type=float, default=0.5, help='gradient-magnitude scale; default 0.5')
+    texture.add_argument('--dog', action='store_true', help='add the band-pass (DoG) energy vote')
+    cleanup = parser.add_argument_group('clean-up (applied to the final mask)')
+    cleanup.add_argument('--no-cleanup', dest='cleanup', action='store_false',
+                         help="write the raw mask (IsoNet's output for --method statistics)")
+    cleanup.add_argument('--min-region-size', type=int, default=250,
+                         help='remove connected regions with fewer voxels; default 250')
+    cleanup.add_argument('--no-fill-holes', dest='fill_holes', action='store_false',
+                         help='do not fill background regions enclosed by the mask')
+    cleanup.add_argument('--keep-largest', action='store_true', help='keep only the largest region')
+    cleanup.add_argument('--open-radius', type=int, default=0, help='per-slice opening radius; default 0 (off)')
+    cleanup.add_argument('--grow', type=float, default=0.0, help='grow (>0) or erode (<0) by this distance')
+    parser.add_argument('--slab', type=int, default=32,
+                        help='binned z-slices processed at a time (memory); the result does not depend on it')
+    parser.set_defaults(func=_run_make_mask)
+
+
+def _tomogram_files(path):
+    """The tomogram files named by INPUT: the file itself, or the MRC files of a folder (not masks)."""
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise CryoSegInputError(f"{path}: no such file or folder")
+    files = sorted(os.path.join(path, name) for name in os.listdir(path)
+                   if name.lower().endswith(('.mrc', '.rec')) and not name.endswith('_mask.mrc'))
+    if not files:
+        raise CryoSegInputError(f"{path}: the folder holds no .mrc or .rec tomogram")
+    return files
+
+
+def _run_make_mask(args):
+    from .core.statmask import make_mask_file, mask_file_name, mask_warnings
+
+    statistics = dict(side=args.side, percentile=args.percentile, threshold=args.threshold,
+                      std_mode=args.std_mode, std_percentile=args.std_percentile, z_crop=args.z_crop,
+                      z_crop_mode=args.z_crop_mode)
+    texture = dict(block_size=args.block_size, texture_sigma=args.texture_sigma, edge_sigma=args.edge_sigma,
+                   use_dog=args.dog)
+    postprocess = dict(min_region_size=args.min_region_size, open_radius=args.open_radius,
+                       keep_largest=args.keep_largest, fill_holes=args.fill_holes,
+                       grow=args.grow) if args.cleanup else None
+    failures = []
+    for path in _tomogram_files(args.input):
+        target = os.path.join(args.output, mask_file_name(path))
+        try:
+            fraction = make_mask_file(path, target, args.method, statistics if args.method != 'texture' else None,
+                                      texture if args.method != 'statistics' else None, postprocess, args.slab)
+        except CryoSegInputError as err:
+            failures.append(str(err))
+            print(f"error: {err}", file=sys.stderr)
+            continue
+        print(f"{path} -> {target}: the mask keeps {100 * fraction:.2f} % of the voxels")
+        for warning in mask_warnings(fraction):
+            print(f"warning: {os.path.basename(path)}: {warning}", file=sys.stderr)
+    if failures:
+        raise CryoSegInputError(f"{len(failures)} tomogram(s) could not be masked (see above)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog='cryoseg', description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest='command', required=True)
     _add_phantom(subparsers)
+    _add_make_mask(subparsers)
     return parser
 
 

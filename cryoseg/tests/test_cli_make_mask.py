@@ -1,0 +1,69 @@
+"""``cryoseg make_mask`` run as users run it: a file or a folder in, NAME_mask.mrc files out."""
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from cryoseg.core.mrcio import read_volume, write_volume
+from cryoseg.tests.test_statmask import cellular_phantom
+
+
+def run_cli(*args):
+    executable = shutil.which('cryoseg')
+    assert executable, 'the cryoseg console script is not installed'
+    return subprocess.run([executable, 'make_mask', *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope='module')
+def tomograms(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('tomograms')
+    write_volume(folder / 'cell_a.mrc', cellular_phantom(shape=(100, 64, 64)), 7.5, origin=(1.0, 2.0, 3.0))
+    write_volume(folder / 'cell_b.rec', cellular_phantom(seed=6, shape=(100, 64, 64)), 7.5)
+    (folder / 'notes.txt').write_text('not a tomogram')
+    return folder
+
+
+def test_a_folder_gives_one_mask_per_tomogram(tomograms, tmp_path):
+    result = run_cli(tomograms, tmp_path / 'masks', '--side', 4, '--percentile', 100, '--threshold', 0.5,
+                     '--z_crop', 0.1, '--no-cleanup')
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / 'masks').iterdir()) == ['cell_a_mask.mrc', 'cell_b_mask.mrc']
+    mask, info = read_volume(tmp_path / 'masks' / 'cell_a_mask.mrc', dtype=None)
+    assert mask.shape == (100, 64, 64) and set(np.unique(mask)) == {0, 1}
+    assert info.voxel_size == (7.5, 7.5, 7.5) and info.origin == (1.0, 2.0, 3.0)
+    # textured slab z 30-70 kept, empty margins (and the z-cropped 10 % at each end) dropped
+    assert mask[46:54].all() and not mask[:20].any() and not mask[80:].any()
+    assert f'the mask keeps {100 * mask.mean():.2f} %' in result.stdout
+
+
+def test_a_single_file_the_other_methods_and_disabled_masks(tomograms, tmp_path):
+    source = tomograms / 'cell_a.mrc'
+    result = run_cli(source, tmp_path, '--percentile', 100, '--threshold', 0, '--no-cleanup')
+    assert result.returncode == 0, result.stderr
+    assert read_volume(tmp_path / 'cell_a_mask.mrc', dtype=None)[0].all()  # both masks disabled
+    result = run_cli(source, tmp_path / 'both', '--method', 'both', '--threshold', 0.5, '--block-size', 16)
+    assert result.returncode == 0, result.stderr
+    both = read_volume(tmp_path / 'both' / 'cell_a_mask.mrc', dtype=None)[0]
+    assert 0 < both.mean() < 1
+
+
+def test_bad_input_gets_a_message_and_no_traceback(tmp_path):
+    flat = tmp_path / 'flat.mrc'
+    write_volume(flat, np.zeros((40, 40, 40), np.float32), 10.0)
+    image = tmp_path / 'image.mrc'
+    write_volume(image, np.random.default_rng(0).random((1, 40, 40), np.float32), 10.0)
+    for source, message in ((flat, 'constant'), (image, '3-D volume'), (tmp_path / 'missing.mrc', 'no such file')):
+        result = run_cli(source, tmp_path / 'out')
+        assert result.returncode == 2, result.stdout
+        assert message in result.stderr and 'Traceback' not in result.stderr
+    result = run_cli(tmp_path, tmp_path / 'out', '--side', 100)
+    assert result.returncode == 2 and 'larger than the whole tomogram' in result.stderr
+    assert not (tmp_path / 'out').exists() or not any((tmp_path / 'out').iterdir())
+
+
+def test_an_empty_mask_is_warned_about(tomograms, tmp_path):
+    result = run_cli(tomograms / 'cell_b.rec', tmp_path, '--percentile', 100, '--threshold', 50, '--no-cleanup')
+    assert result.returncode == 0, result.stderr
+    assert 'the mask is empty' in result.stderr
+    assert (tmp_path / 'cell_b_mask.mrc').exists()
