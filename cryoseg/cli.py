@@ -39,6 +39,84 @@ def _run_phantom(args):
     print(f"written to {args.outdir}")
 
 
+def _add_extract(subparsers):
+    parser = subparsers.add_parser(
+        'extract', help='cut subtomograms around the coordinates of a STAR file (MRC files + STAR list)')
+    parser.add_argument('tomogram', help='tomogram (MRC) to cut from')
+    parser.add_argument('coords', help="STAR file with rlnCoordinateX/Y/Z (pixels from the first voxel); "
+                                       "rows whose rlnTomoName differs from the tomogram's name are ignored")
+    parser.add_argument('--box', type=int, required=True, help='box size in pixels of the tomogram')
+    parser.add_argument('--out', required=True, help='folder that receives the subtomograms and their STAR')
+    parser.add_argument('--bin', type=float, default=1.0, metavar='F',
+                        help='downsample the subtomograms by F >= 1 (Fourier cropping); the box becomes '
+                             'box/F rounded to an even size')
+    parser.add_argument('--coords-sampling', type=float, metavar='A',
+                        help='pixel size (Å) the coordinates were picked at, if not the tomogram\'s '
+                             '(e.g. picks at bin 2 cut from the bin-1 tomogram)')
+    parser.add_argument('--invert', action='store_true', help='multiply by -1')
+    parser.add_argument('--normalize', nargs='?', const='box', choices=['box', 'outside_sphere'],
+                        help='mean 0, std 1 over the whole box (default) or outside the inscribed sphere')
+    parser.add_argument('--border', choices=['skip', 'pad'], default='skip',
+                        help='particles whose box leaves the tomogram: skip them (listed) or pad with '
+                             'the mean of the inside part')
+    parser.add_argument('--subvoxel', choices=['shift', 'interpolate'], default='shift',
+                        help='fractional coordinates: crop at the nearest voxel and list the offset '
+                             '(cryosegOffsetX/Y/Z), or interpolate so the particle is on the box centre')
+    parser.set_defaults(func=_run_extract)
+
+
+def _run_extract(args):
+    import os
+
+    import numpy as np
+    from emtable import Table
+
+    from .core.extract import ExtractionSettings, Extractor, rescale_positions
+    from .core.mrcio import open_volume, require_tomogram, write_volume
+
+    settings = ExtractionSettings(box=args.box, down_factor=args.bin, invert=args.invert,
+                                  normalize=args.normalize or 'none', border=args.border,
+                                  subvoxel=args.subvoxel)
+    require_tomogram(args.tomogram)
+    name = os.path.splitext(os.path.basename(args.tomogram))[0]
+    try:
+        table = Table(fileName=args.coords)
+    except Exception as err:  # emtable raises bare Exceptions for unreadable files
+        raise CryoSegInputError(f"{args.coords}: not a readable STAR file ({err})") from None
+    columns = table.getColumnNames()
+    if not {'rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ'} <= set(columns):
+        raise CryoSegInputError(f"{args.coords} has no rlnCoordinateX/Y/Z columns (found: {', '.join(columns)})")
+    rows = list(table)
+    if 'rlnTomoName' in columns:
+        names = sorted({str(row.rlnTomoName) for row in rows})
+        rows = [row for row in rows if str(row.rlnTomoName) == name]
+        if not rows:
+            raise CryoSegInputError(f"no row of {args.coords} has rlnTomoName {name!r} (found: {', '.join(names)})")
+    angles = [c for c in ('rlnAngleRot', 'rlnAngleTilt', 'rlnAnglePsi') if c in columns]
+    xyz = np.array([(row.rlnCoordinateX, row.rlnCoordinateY, row.rlnCoordinateZ) for row in rows], float)
+    with open_volume(args.tomogram) as (data, info):
+        sampling = info.voxel_size[0]
+        positions = rescale_positions(xyz, args.coords_sampling or sampling, sampling)
+        out_sampling = settings.output_sampling(sampling)
+        extractor = Extractor(data, positions, settings)
+        listing = Table(columns=['rlnTomoName', 'rlnImageName', 'rlnCoordinateX', 'rlnCoordinateY',
+                                 'rlnCoordinateZ', *angles, 'cryosegOffsetX', 'cryosegOffsetY', 'cryosegOffsetZ'])
+        for index, box in extractor.boxes():
+            path = write_volume(os.path.join(args.out, f'{name}_{index + 1:06d}.mrc'), box, out_sampling)
+            row = rows[index]
+            listing.addRow(name, os.path.abspath(path), *xyz[index], *(getattr(row, a) for a in angles),
+                           *extractor.residuals_out(index))
+    os.makedirs(args.out, exist_ok=True)
+    star_path = os.path.join(args.out, f'{name}_subtomograms.star')
+    listing.write(star_path, tableName='particles')
+    skipped = extractor.plan.skipped
+    print(f"{name}: {len(extractor.plan.kept)} subtomograms of {settings.output_box} px at "
+          f"{out_sampling:.3f} Å/px written to {args.out}; listed in {star_path}")
+    if len(skipped):
+        print(f"{len(skipped)} particle(s) skipped, their box leaves the tomogram (rows "
+              f"{', '.join(str(i + 1) for i in skipped)})")
+
+
 def _add_make_mask(subparsers):
     parser = subparsers.add_parser(
         'make_mask', help="mask the specimen in tomograms (IsoNet's statistics mask, a texture mask or both)",
@@ -132,6 +210,7 @@ def build_parser():
     parser = argparse.ArgumentParser(prog='cryoseg', description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest='command', required=True)
     _add_phantom(subparsers)
+    _add_extract(subparsers)
     _add_make_mask(subparsers)
     return parser
 
