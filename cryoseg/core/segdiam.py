@@ -356,3 +356,54 @@ def estimate_particle_size(diameters, pixel_size, backend='kmeans', sigma_crit=S
 def gate_diameters(components, estimate):
     """Policy stage 6: keep the components whose diameter lies in the ACCEPTED [minv, maxv]."""
     return components.select(in_range(components.diameter, estimate.bounds))
+
+
+# ----------------------------------------------------------------------------- tables
+def components_table(rows):
+    """An emtable STAR table of picks. ``rows`` = [(tsId, Components, accepted or None)], positions as
+    0-based voxel indices (x, y, z) of the input tomogram, diameters in Å."""
+    from emtable import Table
+
+    table = Table(columns=['rlnTomoName', 'rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ',
+                           'cryosegDiameter', 'cryosegDiameterXY', 'cryosegDiameter3D', 'cryosegScore',
+                           'cryosegAccepted'])
+    for ts_id, found, accepted in rows:
+        xyz = np.zeros((len(found), 3))
+        xyz[:, :found.xyz.shape[1]] = found.xyz
+        flags = np.ones(len(found), bool) if accepted is None else np.asarray(accepted, bool)
+        for position, d, dxy, d3, score, flag in zip(xyz, found.diameter, found.diameter_xy,
+                                                     found.diameter_3d, found.score, flags):
+            table.addRow(ts_id, *(float(v) for v in position), float(d), float(dxy), float(d3), float(score),
+                         int(flag))
+    return table
+
+
+def save_components(path, found):
+    np.savez(path, xyz=found.xyz, diameter=found.diameter, diameter_3d=found.diameter_3d,
+             diameter_xy=found.diameter_xy, score=found.score, working_size=found.working_size,
+             threshold=found.threshold)
+
+
+def load_components(path):
+    with np.load(path) as data:
+        return Components(data['xyz'], data['diameter'], data['diameter_3d'], data['diameter_xy'],
+                          data['score'], float(data['working_size']), float(data['threshold']))
+
+
+def estimate_summary(estimate):
+    """A JSON-able record of a SizeEstimate or NoEstimate (for protocol summaries and viewers)."""
+    record = {'ok': isinstance(estimate, SizeEstimate)}
+    result = estimate.filter
+    if result is not None:
+        clusters = result.clusters
+        record.update(backend=result.backend, before=vars(result.stats), mad=result.mad,
+                      cluster_means=[None if np.isnan(m) else float(m) for m in clusters.means],
+                      cluster_populations=[int(p) for p in clusters.populations],
+                      cluster_accepted=[bool(a) for a in result.accepted_clusters])
+    if record['ok']:
+        record.update(box=estimate.box, mask_diameter=estimate.mask_diameter, minv=estimate.minv,
+                      maxv=estimate.maxv, pixel_size=estimate.pixel_size, after=vars(estimate.stats_after),
+                      warnings=estimate.warnings)
+    else:
+        record['reason'] = estimate.reason
+    return record

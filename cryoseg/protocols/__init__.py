@@ -4,3 +4,4 @@ from .protocol_apply_alignment import ProtCryoSegApplyAlignment
 from .protocol_consensus import ProtCryoSegPickingConsensus
 from .protocol_consensus import ProtCryoSegRemoveDuplicates
 from .protocol_make_mask import ProtCryoSegMakeMask
+from .protocol_segdiam_pick import ProtCryoSegSegDiamPick
