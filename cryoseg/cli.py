@@ -206,12 +206,113 @@ def _run_make_mask(args):
         raise CryoSegInputError(f"{len(failures)} tomogram(s) could not be masked (see above)")
 
 
+def _add_consensus(subparsers):
+    parser = subparsers.add_parser(
+        'consensus', help='keep the picks that enough pickings agree on (STAR tables)',
+        description='Matches the picks of two or more STAR tables per tomogram (rlnTomoName); a matched '
+                    'particle has at most one pick per table and its votes count the tables that found it. '
+                    'The result does not depend on the order of tables or rows.')
+    parser.add_argument('inputs', nargs='+', help='STAR tables with rlnCoordinateX/Y/Z (and rlnTomoName, '
+                                                  'rlnAngleRot/Tilt/Psi when present)')
+    parser.add_argument('--radius', type=float, required=True,
+                        help='matching radius in Å (in pixels when the pixel sizes are left at 1)')
+    parser.add_argument('--consensus', type=int, default=-1, metavar='K',
+                        help='votes needed: -1 = all tables (AND, default), 1 = any (OR), K = at least K')
+    parser.add_argument('--mode', choices=['ge', 'eq'], default='ge',
+                        help="'ge': at least K votes (default); 'eq': exactly K")
+    parser.add_argument('--pixel-size', type=float, nargs='+', default=[1.0], metavar='A',
+                        help='Å per pixel of each input (one value for all, or one per input); the '
+                             'output is in pixels of the first')
+    parser.add_argument('--axis-only', action='store_true',
+                        help='average only the particle normals (third row of the rotation), keeping the '
+                             'in-plane angle of the first table')
+    parser.add_argument('--angular-gate', type=float, metavar='DEG',
+                        help='do not match oriented picks whose orientations differ by more than DEG')
+    parser.add_argument('--difference', type=int, metavar='I',
+                        help='also write the picks of input I (1-based) that no other input confirms')
+    parser.add_argument('--out', required=True, help='output STAR file')
+    parser.set_defaults(func=_run_consensus)
+
+
+def _pixel_sizes(values, count):
+    if len(values) not in (1, count):
+        raise CryoSegInputError(f'give one --pixel-size for all inputs or one per input ({count})')
+    if min(values) <= 0:
+        raise CryoSegInputError('pixel sizes must be positive')
+    return values * count if len(values) == 1 else values
+
+
+def _run_consensus(args):
+    import os
+
+    from .core.consensus import consensus, read_star_picks, write_star_clusters
+
+    sizes = _pixel_sizes(args.pixel_size, len(args.inputs))
+    loaded = [read_star_picks(path, size) for path, size in zip(args.inputs, sizes)]
+    result = consensus([picks for picks, _ in loaded], args.radius, args.consensus, args.mode,
+                       angular_gate=args.angular_gate, axis_mode=args.axis_only)
+    with_angles = any(has for _, has in loaded)
+    selected = result.selected()
+    write_star_clusters(args.out, selected, sizes[0], with_angles)
+    jaccard = result.jaccard()
+    for ts_id, clusters in result.clusters.items():
+        inputs = ' / '.join(str(len(picks.get(ts_id, ()))) for picks, _ in loaded)
+        print(f"{ts_id}: inputs {inputs} -> {len(clusters)} particles, {len(selected[ts_id])} kept, "
+              f"Jaccard {jaccard[ts_id]:.2f}")
+    print(f"{sum(len(c) for c in selected.values())} consensus picks written to {args.out}")
+    if args.difference is not None:
+        index = args.difference - 1
+        difference = result.difference(index)
+        root, ext = os.path.splitext(args.out)
+        path = f'{root}_only{args.difference}{ext or ".star"}'
+        write_star_clusters(path, difference, sizes[index], loaded[index][1])
+        print(f"{sum(len(c) for c in difference.values())} picks found only in input {args.difference} "
+              f"written to {path}")
+
+
+def _add_remove_duplicates(subparsers):
+    parser = subparsers.add_parser(
+        'remove_duplicates', help='merge picks of one STAR table closer than a radius',
+        description='Groups picks of each tomogram so that every two picks of a group are within the '
+                    'radius, and keeps one pick per group.')
+    parser.add_argument('input', help='STAR table with rlnCoordinateX/Y/Z (and rlnTomoName)')
+    parser.add_argument('--radius', type=float, required=True,
+                        help='duplicate radius in Å (in pixels with the default pixel size of 1)')
+    parser.add_argument('--pixel-size', type=float, default=1.0, metavar='A', help='Å per pixel')
+    parser.add_argument('--keep', choices=['best', 'mean'], default='best',
+                        help="'best': the pick with the highest rlnAutopickFigureOfMerit; 'mean': the "
+                             "mean position and orientation")
+    parser.add_argument('--out', required=True, help='output STAR file')
+    parser.set_defaults(func=_run_remove_duplicates)
+
+
+def _run_remove_duplicates(args):
+    from .core.consensus import read_star_picks, remove_duplicates, write_star_clusters
+
+    size = _pixel_sizes([args.pixel_size], 1)[0]
+    picks, with_angles = read_star_picks(args.input, size)
+    kept = {}
+    for ts_id, tomo_picks in picks.items():
+        clusters = remove_duplicates(tomo_picks, args.radius, keep=args.keep)
+        if args.keep == 'best':
+            chosen = clusters.representative[:, 1]
+            clusters.xyz = tomo_picks.xyz[chosen]
+            if tomo_picks.matrices is not None:
+                clusters.matrices = tomo_picks.matrices[chosen]
+        kept[ts_id] = clusters
+        print(f"{ts_id}: {len(tomo_picks)} -> {len(clusters)} picks")
+    write_star_clusters(args.out, kept, size, with_angles)
+    print(f"written to {args.out}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog='cryoseg', description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest='command', required=True)
     _add_phantom(subparsers)
     _add_extract(subparsers)
     _add_make_mask(subparsers)
+    _add_consensus(subparsers)
+    _add_remove_duplicates(subparsers)
     return parser
 
 

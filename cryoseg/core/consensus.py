@@ -14,6 +14,8 @@ sign of q. In axis mode only the particle's normal (the third row of the rotatio
 scipion-em-tomo's ``normalFromMatrix``) is averaged and the in-plane angle is kept from the member
 of the lowest set.
 """
+import os
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -378,3 +380,83 @@ def remove_duplicates(picks, radius, keep='best', **match_options):
         raise CryoSegInputError(f"keep must be one of {KEEP}, got {keep!r}")
     match_options.setdefault('complete_linkage', True)
     return match([picks], radius, one_per_set=False, **match_options)
+
+
+# ---------------------------------------------------------------------------------------- STAR files
+STAR_ANGLES = ('rlnAngleRot', 'rlnAngleTilt', 'rlnAnglePsi')
+
+
+def _relion_matrices(angles_degrees):
+    """4x4 matrices of RELION's ZYZ angles (rot, tilt, psi): RELION's rotation matrix, whose third
+    row is the particle's z axis in the tomogram (the normal used by the axis mode)."""
+    matrices = np.tile(np.eye(4), (len(angles_degrees), 1, 1))
+    if len(angles_degrees):
+        active = Rotation.from_euler('ZYZ', angles_degrees, degrees=True).as_matrix()
+        matrices[:, :3, :3] = np.transpose(active, (0, 2, 1))
+    return matrices
+
+
+def _relion_angles(matrices):
+    if not len(matrices):
+        return np.zeros((0, 3))
+    with warnings.catch_warnings():  # tilt 0 is a gimbal lock: psi is then folded into rot
+        warnings.simplefilter('ignore')
+        return Rotation.from_matrix(np.transpose(matrices[:, :3, :3], (0, 2, 1))).as_euler('ZYZ', degrees=True)
+
+
+def read_star_picks(path, pixel_size=1.0):
+    """``({tsId: Picks in Å}, has_angles)`` of a STAR table with rlnCoordinateX/Y/Z (pixels of
+    ``pixel_size`` Å), optional rlnTomoName (else one tomogram named 'tomogram'), optional RELION
+    angles and rlnAutopickFigureOfMerit as score."""
+    from emtable import Table
+
+    if not os.path.isfile(path):
+        raise CryoSegInputError(f'{path}: no such file')
+    table = None
+    for name in (None, 'particles'):
+        try:
+            candidate = Table(fileName=str(path), tableName=name, guessType=False)
+        except Exception:  # emtable raises a bare Exception for a missing block
+            continue
+        if candidate.hasAllColumns(['rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ']):
+            table = candidate
+            break
+    if table is None:
+        raise CryoSegInputError(f'{path}: no STAR table with rlnCoordinateX, rlnCoordinateY, rlnCoordinateZ')
+
+    def column(name, default=0.0):
+        try:
+            return np.array([float(v) for v in table.getColumnValues(name)]) if table.hasColumn(name) \
+                else np.full(table.size(), default)
+        except ValueError as err:
+            raise CryoSegInputError(f'{path}: column {name} has a value that is not a number ({err})')
+
+    xyz = np.stack([column(f'rlnCoordinate{a}') for a in 'XYZ'], 1) * pixel_size
+    has_angles = table.hasAllColumns(list(STAR_ANGLES))
+    matrices = _relion_matrices(np.stack([column(c) for c in STAR_ANGLES], 1)) if has_angles else None
+    scores = column('rlnAutopickFigureOfMerit')
+    names = np.array([str(v) for v in table.getColumnValues('rlnTomoName')]) if table.hasColumn('rlnTomoName') \
+        else np.full(table.size(), 'tomogram')
+    return {ts_id: Picks(xyz[names == ts_id], None if matrices is None else matrices[names == ts_id],
+                         scores[names == ts_id])
+            for ts_id in sorted(set(names))}, has_angles
+
+
+def write_star_clusters(path, clusters_by_ts, pixel_size=1.0, with_angles=False):
+    """Write clusters as a STAR table: positions in pixels of ``pixel_size`` Å, RELION angles when
+    asked, cryosegVotes, cryosegSets (the 1-based numbers of the supporting inputs) and cryosegPicks
+    (the number of picks merged)."""
+    from emtable import Table
+
+    columns = ['rlnTomoName', 'rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ']
+    columns += list(STAR_ANGLES) if with_angles else []
+    table = Table(columns=columns + ['cryosegVotes', 'cryosegSets', 'cryosegPicks'])
+    for ts_id, clusters in clusters_by_ts.items():
+        angles = _relion_angles(clusters.matrices)
+        for index in range(len(clusters)):
+            mask = int(clusters.set_mask[index])
+            sets = ','.join(str(bit + 1) for bit in range(64) if mask >> bit & 1)
+            row = [ts_id, *(clusters.xyz[index] / pixel_size)]
+            row += list(angles[index]) if with_angles else []
+            table.addRow(*row, int(clusters.votes[index]), sets, int(clusters.size[index]))
+    table.write(str(path), tableName='particles')
