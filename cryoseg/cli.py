@@ -305,6 +305,67 @@ def _run_remove_duplicates(args):
     print(f"written to {args.out}")
 
 
+def _add_segdiam_pick(subparsers):
+    parser = subparsers.add_parser(
+        'segdiam_pick', help='pick blobs, estimate the particle diameter, box size and mask diameter',
+        description="Segmentation picking with diameter statistics over all given tomograms (SIMPLE's "
+                    "segdiam policy): size populations that stand out (gold, contamination, debris) are "
+                    "rejected, the box size (px) and mask diameter (Å) are printed, and the picks whose "
+                    "diameter lies in the accepted range are written to a STAR table.")
+    parser.add_argument('tomograms', nargs='+', help='tomogram MRC files; the tomogram name is the file stem')
+    parser.add_argument('--out', required=True, help='STAR table to write (rlnTomoName, rlnCoordinateX/Y/Z as '
+                                                     '0-based voxel indices, cryosegDiameter in Å, ...)')
+    parser.add_argument('--mask', nargs='+', default=[], help='one mask MRC per tomogram (same order): pick '
+                                                             'only where it is non-zero')
+    parser.add_argument('--angpix', type=float, help='pixel size in Å (default: from the MRC header)')
+    parser.add_argument('--diameter-range', type=float, nargs=2, default=(20.0, 500.0), metavar=('MIN', 'MAX'),
+                        help='diameters (Å) considered in the first pass (default 20 500)')
+    parser.add_argument('--hac', action='store_true', help='cluster diameters by HAC instead of 10-cluster k-means')
+    parser.add_argument('--contrast', choices=['dark', 'light'], default='dark', help='particle contrast')
+    parser.add_argument('--lowpass', type=float, default=60.0, help='low-pass resolution in Å (default 60)')
+    parser.add_argument('--working-size', type=float, default=4.0, help='working pixel size in Å (default 4)')
+    parser.set_defaults(func=_run_segdiam_pick)
+
+
+def _run_segdiam_pick(args):
+    import numpy as np
+
+    from .core.mrcio import open_volume, read_volume
+    from .core.segdiam import (PickSettings, SizeEstimate, components_table, estimate_particle_size,
+                               gate_diameters, pick_components)
+
+    if args.mask and len(args.mask) != len(args.tomograms):
+        raise CryoSegInputError(f'give one --mask per tomogram ({len(args.tomograms)}), not {len(args.mask)}')
+    settings = PickSettings(working_size=args.working_size, contrast=args.contrast, lowpass=args.lowpass,
+                            diameter_range=tuple(args.diameter_range))
+    picked, pixel_sizes = {}, set()
+    for index, path in enumerate(args.tomograms):
+        mask = read_volume(args.mask[index], dtype='uint8')[0] if args.mask else None
+        with open_volume(path) as (data, info):
+            pixel_size = args.angpix or info.voxel_size[0]
+            if not pixel_size or pixel_size <= 0:
+                raise CryoSegInputError(f'{path}: the header holds no pixel size; give --angpix')
+            name = os.path.splitext(os.path.basename(path))[0]
+            picked[name] = pick_components(data, pixel_size, settings, mask=mask)
+        pixel_sizes.add(round(pixel_size, 4))
+        print(f"{name}: {len(picked[name])} blobs in {args.diameter_range[0]:g}-{args.diameter_range[1]:g} Å")
+    if len(pixel_sizes) > 1:
+        raise CryoSegInputError(f'the tomograms have different pixel sizes {sorted(pixel_sizes)}; '
+                                'the box size needs one pixel size')
+    estimate = estimate_particle_size(np.concatenate([f.diameter for f in picked.values()]), pixel_sizes.pop(),
+                                      'hac' if args.hac else 'kmeans')
+    if not isinstance(estimate, SizeEstimate):
+        raise CryoSegInputError(f'no size estimate: {estimate.reason}')
+    for warning in estimate.warnings:
+        print(f'warning: {warning}', file=sys.stderr)
+    kept = {name: gate_diameters(found, estimate) for name, found in picked.items()}
+    components_table([(name, found, None) for name, found in kept.items()]).write(args.out, tableName='particles')
+    print(f"accepted diameters: {estimate.stats_after.describe(' Å')}")
+    print(f"box size: {estimate.box} px")
+    print(f"mask diameter: {estimate.mask_diameter:.1f} Å")
+    print(f"{sum(len(f) for f in kept.values())} picks written to {args.out}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog='cryoseg', description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest='command', required=True)
@@ -313,6 +374,7 @@ def build_parser():
     _add_make_mask(subparsers)
     _add_consensus(subparsers)
     _add_remove_duplicates(subparsers)
+    _add_segdiam_pick(subparsers)
     return parser
 
 
