@@ -15,6 +15,7 @@ from tomo.protocols import ProtImportCoordinates3D
 from cryoseg.core.mrcio import read_volume, write_volume
 from cryoseg.protocols import ProtCryoSegPickingConsensus, ProtCryoSegRemoveDuplicates
 from cryoseg.tests.base import CryoSegProjectTest
+from cryoseg.viewers.viewer_consensus import consensus_figure
 
 BOX = 24
 
@@ -118,6 +119,12 @@ class TestPickingConsensus(CryoSegProjectTest):
         self.assertEqual(report['TS_01']['votes'], [0, 6, 3, self.n1 - 3])
         summary = '\n'.join(prot.summary())
         self.assertIn('Jaccard', summary)
+
+        figure = consensus_figure(prot)  # headless (Agg): histogram + one panel per tomogram
+        histogram = figure.axes[0]
+        self.assertEqual([p.get_height() for p in histogram.patches], [6 + 2, 3 + self.n2 - 2, self.n1 - 3])
+        self.assertEqual(len(figure.axes), 3)
+        figure.savefig(os.path.join(self.proj.getPath(), 'consensus.png'))
         self.assertIn(f'Consensus: {self.n1 + self.n2 - 2} coordinates', summary)
 
     def test_or_includes_a_tomogram_only_later_pickings_have_and_an_empty_result_is_valid(self):

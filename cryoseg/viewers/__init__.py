@@ -1,1 +1,2 @@
 """cryoseg viewers. Every viewer class is re-exported here: Scipion discovers them in this module."""
+from .viewer_consensus import CryoSegConsensusViewer
