@@ -208,3 +208,40 @@ class TestExtractProtocols(CryoSegProjectTest):
         unaligned = np.mean([read_volume(s.getFileName())[0] for s in self.subtomos(self.extractProteins)], axis=0)
         self.assertGreater(membrane_below_margin(average), 0.1)
         self.assertGreater(membrane_below_margin(average), 3 * membrane_below_margin(unaligned))
+
+    # --------------------------------------------------------------------------------- viewer, wizard
+    def test_viewer_shows_the_gallery_and_the_average_headless(self):
+        from cryoseg.viewers.viewer_subtomograms import CryoSegSubtomogramViewer
+
+        views = CryoSegSubtomogramViewer(project=self.proj)._visualize(self.applied)
+        self.assertEqual(len(views), 2)
+        gallery, average = (view.getFigure() for view in views)
+        self.assertEqual(len(gallery.axes), 24)  # the first 24 of the 40 aligned proteins
+        self.assertEqual(len(average.axes), 3)
+        first = [s.clone() for s in self.applied.subtomograms.iterItems(limit=1)][0]
+        volume = read_volume(first.getFileName())[0]
+        np.testing.assert_array_equal(gallery.axes[0].images[0].get_array(), volume[12])
+        for view in views:
+            view.close()
+
+    def test_box_size_wizard_rescales_the_coordinates_box(self):
+        from cryoseg.wizards import CryoSegExtractBoxSizeWizard
+
+        same = self.newProtocol(ProtCryoSegExtract, inputCoordinates=self.particles)
+        self.assertEqual(CryoSegExtractBoxSizeWizard.boxSize(same), 20)
+        other = self.newProtocol(ProtCryoSegExtract, inputCoordinates=self.particles, tomoSource=1,
+                                 inputTomograms=self.tomogramsBin2)
+        self.assertEqual(CryoSegExtractBoxSizeWizard.boxSize(other), 10)
+        self.assertIsNone(CryoSegExtractBoxSizeWizard.boxSize(self.newProtocol(ProtCryoSegExtract)))
+
+
+def test_figure_functions_draw_central_slices_headless():
+    from cryoseg.viewers.viewer_subtomograms import average_figure, gallery_figure
+
+    volumes = [np.random.default_rng(i).standard_normal((10, 10, 10)).astype(np.float32) for i in range(7)]
+    fig = gallery_figure(volumes, columns=3)
+    assert len(fig.axes) == 7
+    np.testing.assert_array_equal(fig.axes[6].images[0].get_array(), volumes[6][5])
+    fig = average_figure(volumes[0])
+    assert [ax.get_title() for ax in fig.axes] == ['average xy', 'average xz', 'average yz']
+    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), volumes[0][:, 5])
