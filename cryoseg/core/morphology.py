@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 # 26-connectivity for foreground components; holes are then background regions 6-connected to nothing
 # on a face, the dual rule (scipy's default for binary_fill_holes).
 FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
-DISTANCE_SLAB = 32
+MAX_DISTANCE_SLAB = 32
 
 
 def _as_mask(mask):
@@ -37,11 +37,35 @@ def _whole_number(name, value, minimum=0):
     return int(value)
 
 
+def _components(mask):
+    """26-connected components: int32 labels, and the voxel count of each label (index 0: background).
+
+    Counting and look-ups go plane-block by plane-block: numpy would otherwise widen the whole label
+    volume to int64 for them.
+    """
+    labels, count = ndimage.label(mask, structure=FULL_CONNECTIVITY, output=np.int32)
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    for part in iter_slabs(len(labels), MAX_DISTANCE_SLAB):
+        sizes += np.bincount(labels[part.write].ravel(), minlength=count + 1)
+    return labels, sizes
+
+
+def _select_components(labels, selected):
+    """Boolean mask of the voxels whose label is marked True in ``selected``."""
+    result = np.empty(labels.shape, dtype=bool)
+    for part in iter_slabs(len(labels), MAX_DISTANCE_SLAB):
+        result[part.write] = selected[labels[part.write]]
+    return result
+
+
 def remove_small_components(mask, min_size):
     """Drop 26-connected components of fewer than ``min_size`` voxels."""
     if min_size <= 1:
         return mask
-    return morphology.remove_small_objects(mask, min_size=min_size, connectivity=3)
+    labels, sizes = _components(mask)
+    large = sizes >= min_size
+    large[0] = False
+    return _select_components(labels, large)
 
 
 def open_slices(mask, radius):
@@ -55,12 +79,11 @@ def open_slices(mask, radius):
 
 def keep_largest_component(mask):
     """Only the largest 26-connected component (the first one on ties); an empty mask stays empty."""
-    labels, count = ndimage.label(mask, structure=FULL_CONNECTIVITY)
-    if count <= 1:
+    labels, sizes = _components(mask)
+    if len(sizes) <= 2:
         return mask
-    sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return labels == int(np.argmax(sizes))
+    return _select_components(labels, np.arange(len(sizes)) == int(np.argmax(sizes)))
 
 
 def fill_enclosed_holes(mask):
@@ -68,14 +91,17 @@ def fill_enclosed_holes(mask):
     return ndimage.binary_fill_holes(mask)
 
 
-def grow_mask(mask, distance, slab=DISTANCE_SLAB):
+def grow_mask(mask, distance, slab=None):
     """Grow (``distance`` > 0) or erode (< 0) by |distance| voxels, Euclidean.
 
     Growing keeps voxels within |distance| of the mask (dilation by a ball); eroding keeps mask voxels
     farther than |distance| from any background voxel (erosion by a ball, the outside of the volume
     counting as mask so that a mask touching a face does not shrink from it). Works slab by slab: a
-    neighbour within the distance is at most ceil(|distance|) planes away.
+    neighbour within the distance is at most ceil(|distance|) planes away. By default a slab is at most
+    1/32 of the depth, as scipy's distance transform needs about 50 bytes per voxel of the block it reads.
     """
+    if slab is None:
+        slab = min(MAX_DISTANCE_SLAB, max(1, mask.shape[0] // 32))
     if distance == 0:
         return mask
     radius = abs(float(distance))

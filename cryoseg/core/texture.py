@@ -59,11 +59,13 @@ def robust_range(volume, percentiles=NORMALISATION_PERCENTILES, max_samples=NORM
 
 def normalise(block, low, high):
     """Map [low, high] to [0, 1] (float32), clipping outside values."""
-    block = np.asarray(block, dtype=np.float32)
+    block = np.array(block, dtype=np.float32)  # a copy, normalised in place
     if not np.isfinite(block).all():
         raise CryoSegInputError('The tomogram contains NaN or infinite voxel values; '
                                 'repair or re-reconstruct it before masking.')
-    return np.clip((block - np.float32(low)) / np.float32(high - low), 0.0, 1.0)
+    block -= np.float32(low)
+    block /= np.float32(high - low)
+    return np.clip(block, 0.0, 1.0, out=block)
 
 
 # ---------------------------------------------------------------- features
@@ -80,20 +82,17 @@ def _ramp_gain(sigma):
     return float(ndimage.gaussian_filter1d(ramp, sigma, order=1)[reach])
 
 
-def gaussian_gradient(image, sigma, axes=None):
-    """Gaussian-derivative gradient of ``image`` at ``sigma`` along ``axes`` (all by default), one array
-    per axis. Smoothing acts only along ``axes``; kernels are rescaled so that a ramp a·x gives exactly a.
+def gaussian_derivative(image, sigma, axis, axes=None):
+    """Derivative along ``axis`` of ``image`` smoothed at ``sigma`` along ``axes`` (all by default).
+
+    Gaussian-derivative kernels are rescaled so that a ramp a·x gives exactly a.
     """
     axes = tuple(range(image.ndim)) if axes is None else tuple(axes)
-    sigmas = [sigma if axis in axes else 0 for axis in range(image.ndim)]
-    gain = _ramp_gain(sigma)
-    gradients = []
-    for axis in axes:
-        order = [int(a == axis) for a in range(image.ndim)]
-        derivative = ndimage.gaussian_filter(image, sigmas, order=order, mode='reflect')
-        derivative /= gain
-        gradients.append(derivative)
-    return gradients
+    sigmas = [sigma if a in axes else 0 for a in range(image.ndim)]
+    order = [int(a == axis) for a in range(image.ndim)]
+    derivative = ndimage.gaussian_filter(image, sigmas, order=order, mode='reflect')
+    derivative /= derivative.dtype.type(_ramp_gain(sigma))
+    return derivative
 
 
 def local_variance(image, block_size, three_d=False):
@@ -104,9 +103,10 @@ def local_variance(image, block_size, three_d=False):
     """
     image = np.asarray(image, dtype=np.float32)
     size = [block_size] * image.ndim if three_d else [1] * (image.ndim - 2) + [block_size] * 2
+    variance = ndimage.uniform_filter(np.square(image), size, mode='reflect')
     mean = ndimage.uniform_filter(image, size, mode='reflect')
-    mean_of_squares = ndimage.uniform_filter(image * image, size, mode='reflect')
-    return np.maximum(mean_of_squares - mean * mean, 0.0)
+    variance -= np.square(mean, out=mean)
+    return np.maximum(variance, 0.0, out=variance)
 
 
 def coherence(image, sigma=1.0, rho=None):
@@ -117,31 +117,47 @@ def coherence(image, sigma=1.0, rho=None):
     """
     rho = 2.0 * sigma if rho is None else rho
     image = np.asarray(image, dtype=np.float32)
-    grad_y, grad_x = gaussian_gradient(image, sigma, axes=(image.ndim - 2, image.ndim - 1))
+    plane = (image.ndim - 2, image.ndim - 1)
+    grad_y, grad_x = (gaussian_derivative(image, sigma, axis, plane) for axis in plane)
     integrate = _in_plane(image.ndim, rho)
-    jxx = ndimage.gaussian_filter(grad_x * grad_x, integrate, mode='reflect')
-    jyy = ndimage.gaussian_filter(grad_y * grad_y, integrate, mode='reflect')
     jxy = ndimage.gaussian_filter(grad_x * grad_y, integrate, mode='reflect')
+    jxx = ndimage.gaussian_filter(np.square(grad_x, out=grad_x), integrate, mode='reflect')
+    jyy = ndimage.gaussian_filter(np.square(grad_y, out=grad_y), integrate, mode='reflect')
+    del grad_x, grad_y
+    # (λ1 − λ2)² = (jxx − jyy)² + 4·jxy², λ1 + λ2 = jxx + jyy; computed in place to bound memory
     trace = jxx + jyy
-    eigen_gap = np.sqrt((jxx - jyy) ** 2 + 4.0 * jxy ** 2)
-    ratio = np.zeros_like(trace)
-    np.divide(eigen_gap, trace, out=ratio, where=trace > _FLAT_TRACE)
-    return np.minimum(ratio, 1.0) ** 2
+    gap = np.square(np.subtract(jxx, jyy, out=jxx), out=jxx)
+    gap += np.square(jxy, out=jxy) * 4.0
+    del jxy, jyy
+    flat = trace <= _FLAT_TRACE
+    trace[flat] = 1.0
+    gap /= np.square(trace, out=trace)
+    gap[flat] = 0.0
+    return np.minimum(gap, 1.0, out=gap)
 
 
 def edge_strength(image, sigma=0.5):
     """Gaussian gradient magnitude at ``sigma`` (3-D for a volume); equals |a| on a ramp a·x."""
-    gradients = gaussian_gradient(np.asarray(image, dtype=np.float32), sigma)
-    return np.sqrt(sum(g * g for g in gradients))
+    image = np.asarray(image, dtype=np.float32)
+    magnitude = np.zeros_like(image)
+    for axis in range(image.ndim):
+        magnitude += np.square(gaussian_derivative(image, sigma, axis))
+    return np.sqrt(magnitude, out=magnitude)
 
 
 def dog_energy(image, sigmas=DOG_SIGMAS, rho=2.0):
     """Mean absolute difference-of-Gaussians band response over consecutive ``sigmas``,
     averaged in-plane at ``rho`` so that it measures local band energy rather than single voxels."""
     image = np.asarray(image, dtype=np.float32)
-    blurred = [ndimage.gaussian_filter(image, s, mode='reflect') for s in sigmas]
-    bands = sum(np.abs(fine - coarse) for coarse, fine in zip(blurred[1:], blurred[:-1]))
-    return ndimage.gaussian_filter(bands / (len(sigmas) - 1), _in_plane(image.ndim, rho), mode='reflect')
+    energy = np.zeros_like(image)
+    finer = ndimage.gaussian_filter(image, sigmas[0], mode='reflect')
+    for sigma in sigmas[1:]:
+        coarser = ndimage.gaussian_filter(image, sigma, mode='reflect')
+        finer -= coarser
+        energy += np.abs(finer, out=finer)
+        finer = coarser
+    energy /= len(sigmas) - 1
+    return ndimage.gaussian_filter(energy, _in_plane(image.ndim, rho), mode='reflect')
 
 
 # ---------------------------------------------------------------- global thresholds
@@ -237,24 +253,35 @@ def _validate(volume, block_size, texture_sigma, edge_sigma, slab):
         raise CryoSegInputError(f'Slab thickness must be at least one plane; got {slab}.')
 
 
+def effective_slab(slab, depth):
+    """Planes per slab: at most ``slab``, and at most 1/16 of the depth (at least 4 planes) so that the
+    few float32 slab-sized work arrays stay well below one copy of the tomogram."""
+    return int(min(slab, max(4, -(-depth // 16))))
+
+
+def _feature_slabs(volume, features, slab, low, high):
+    """Yield ``(planes, values)`` slab by slab, ``values`` lazily giving ``(feature, its values on those
+    planes)``: each feature is computed on a block read with its own halo and released before the next."""
+    depth = volume.shape[0]
+    slabs_per_feature = [iter_slabs(depth, effective_slab(slab, depth), feature.reach) for feature in features]
+    for parts in zip(*slabs_per_feature):
+        yield parts[0].write, ((feature, part.kept(feature.compute(normalise(volume[part.read], low, high))))
+                               for feature, part in zip(features, parts))
+
+
 def feature_votes(volume, features, slab=32):
     """Yield ``(planes, {name: boolean vote})`` slab by slab, each feature thresholded by Otsu on its
     histogram over the whole volume (first pass) and voting where it exceeds the threshold."""
     low, high = robust_range(volume)
-    halo = max(feature.reach for feature in features)
-    depth = volume.shape[0]
     histograms = {feature.name: GlobalHistogram() for feature in features}
-    for part in iter_slabs(depth, slab, halo):
-        block = normalise(volume[part.read], low, high)
-        for feature in features:
-            histograms[feature.name].add(part.kept(feature.compute(block)))
+    for _, values in _feature_slabs(volume, features, slab, low, high):
+        for feature, value in values:
+            histograms[feature.name].add(value)
     thresholds = {name: histogram.otsu() for name, histogram in histograms.items()}
     log.info('texture mask thresholds: %s',
              ', '.join(f'{name} {value:.4g}' for name, value in thresholds.items()))
-    for part in iter_slabs(depth, slab, halo):
-        block = normalise(volume[part.read], low, high)
-        yield part.write, {feature.name: part.kept(feature.compute(block)) > thresholds[feature.name]
-                           for feature in features}
+    for planes, values in _feature_slabs(volume, features, slab, low, high):
+        yield planes, {feature.name: value > thresholds[feature.name] for feature, value in values}
 
 
 def texture_mask(volume, block_size=64, texture_sigma=1.0, edge_sigma=0.5, use_dog=False, three_d=False,
@@ -265,7 +292,9 @@ def texture_mask(volume, block_size=64, texture_sigma=1.0, edge_sigma=0.5, use_d
     ``texture_sigma`` (voxels): gradient scale of the structure tensor, integrated at 2·texture_sigma.
     ``edge_sigma`` (voxels): scale of the gradient magnitude. ``use_dog`` adds the DoG band energy vote.
     ``catena_compat`` reproduces what Catena's weighted vote effectively computes: coherence AND edge.
-    ``slab``: planes processed at a time; the result does not depend on it.
+    ``slab``: at most this many planes are processed at a time (see :func:`effective_slab`); the result
+    does not depend on it. Work memory is a few float32 arrays of (slab + 2·reach) planes, the reach
+    being 2 planes for the default edge sigma and block_size / 2 for the 3-D variance, plus the mask.
     """
     _validate(volume, block_size, texture_sigma, edge_sigma, slab)
     features = texture_features(int(block_size), texture_sigma, edge_sigma, use_dog, three_d, catena_compat)
