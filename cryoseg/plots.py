@@ -38,3 +38,24 @@ def save(fig, path):
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def mask_overview_figure(entries, table_header=(), table_rows=()):
+    """One row per ``(title, volume, mask)`` entry: the central xy, xz and yz slices with the mask
+    outlined (volumes may be memory maps: only the three slices are read); then an optional table."""
+    rows = len(entries) + (1 if table_rows else 0)
+    fig, axes = plt.subplots(rows, 3, figsize=(12, 3.6 * rows), squeeze=False)
+    for row, (title, volume, mask) in zip(axes, entries):
+        centre = [s // 2 for s in volume.shape]
+        images = orthogonal_slices(volume, centre)
+        outlines = orthogonal_slices(mask, centre, smooth=0)
+        for ax, image, outline, plane in zip(row, images, outlines, ('xy', 'xz', 'yz')):
+            plot_slice_with_points(ax, image, mask=outline > 0, title=f'{title}: {plane} central slice')
+    if table_rows:
+        for ax in axes[-1]:
+            ax.axis('off')
+        table = axes[-1][0].table(cellText=[list(map(str, r)) for r in table_rows], colLabels=list(table_header),
+                                  loc='upper left', bbox=[0, 0, 3.2, 1])
+        table.auto_set_font_size(False)
+        table.set_fontsize(9)
+    return fig

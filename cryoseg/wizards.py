@@ -1,6 +1,48 @@
 """cryoseg wizards (form helpers shown as a wand next to a parameter)."""
 
 
+# --------------------------------------------------------------------------------- make mask
+from pyworkflow.viewer import DESKTOP_TKINTER  # noqa: E402
+from pyworkflow.wizard import Wizard  # noqa: E402
+
+from . import convert, plots  # noqa: E402
+from .core.errors import CryoSegInputError  # noqa: E402
+from .core.statmask import make_mask, mask_fraction, mask_warnings  # noqa: E402
+from .protocols.protocol_make_mask import ProtCryoSegMakeMask  # noqa: E402
+
+
+def makeMaskPreviewFigure(protocol):
+    """Figure of the mask the form's current values give on the first input tomogram (central
+    xy, xz and yz slices with the mask outlined). Raises CryoSegInputError with a message to show."""
+    tomograms = protocol.inputTomograms.get()
+    if tomograms is None or tomograms.getSize() == 0:
+        raise CryoSegInputError('Choose the input tomograms first.')
+    tomogram = tomograms.getFirstItem().clone()
+    settings = protocol.maskSettings(tomogram.getSamplingRate())
+    with convert.open_tomogram(tomogram) as (volume, _):
+        mask = make_mask(volume, **settings)
+        fraction = mask_fraction(mask)
+        title = ' — '.join([f'{tomogram.getTsId()}: {100 * fraction:.1f} % kept'] + mask_warnings(fraction))
+        return plots.mask_overview_figure([(title, volume, mask)])
+
+
+class CryoSegMaskPreviewWizard(Wizard):
+    """Shows the mask that the current values give on the first tomogram, to tune them before running."""
+    _targets = [(ProtCryoSegMakeMask, ['percentile', 'threshold', 'stdPercentile', 'blockSize'])]
+    _environments = [DESKTOP_TKINTER]
+
+    def show(self, form, *params):
+        from pyworkflow.gui.dialog import showError
+        from pyworkflow.gui.plotter import Plotter
+
+        try:
+            figure = makeMaskPreviewFigure(form.protocol)
+        except CryoSegInputError as err:
+            showError('Mask preview', str(err), form.root)
+            return
+        Plotter(figure=figure).show()
+
+
 # ------------------------------------------------------------------ extraction box size
 from pyworkflow.viewer import DESKTOP_TKINTER  # noqa: E402,F811
 from pyworkflow.wizard import Wizard  # noqa: E402,F811

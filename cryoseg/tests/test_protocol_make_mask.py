@@ -5,10 +5,13 @@ import numpy as np
 from pyworkflow.protocol import STATUS_FAILED
 from tomo.protocols import ProtImportCoordinates3D
 
+from cryoseg.core.errors import CryoSegInputError
 from cryoseg.core.mrcio import read_volume, write_volume
 from cryoseg.protocols import ProtCryoSegMakeMask
 from cryoseg.protocols.protocol_make_mask import BOTH
 from cryoseg.tests.base import CryoSegProjectTest
+from cryoseg.viewers.viewer_make_mask import fraction_table, mask_figure
+from cryoseg.wizards import makeMaskPreviewFigure
 
 
 class TestMakeMask(CryoSegProjectTest):
@@ -17,7 +20,7 @@ class TestMakeMask(CryoSegProjectTest):
     def setUpClass(cls):
         super().setUpClass()
         folder = os.path.join(cls.proj.getPath(), 'particle_picks')
-        os.makedirs(folder)
+        os.makedirs(folder, exist_ok=True)
         for ts_id, truth in cls.truths.items():
             np.savetxt(os.path.join(folder, f'{ts_id}.txt'), [p['centre'] for p in truth.particles])
         cls.coordinates = cls.runProtocol(ProtImportCoordinates3D, filesPath=folder, filesPattern='*.txt',
@@ -89,3 +92,23 @@ class TestMakeMask(CryoSegProjectTest):
         self.assertIn('constant', failures['BAD_FLAT'])
         self.assertIsNone(getattr(bad, ProtCryoSegMakeMask.OUTPUT_NAME, None))
         self.assertIn('Failed BAD_FLAT', '\n'.join(bad.summary()))
+
+    def test_viewer_and_wizard_figures(self):
+        stats = self.statistics.getMaskStats()
+        particles = len(self.truths['TS_01'].particles)
+        rows = fraction_table(self.statistics)
+        self.assertEqual(rows[0], ('TS_01', f"{100 * stats['TS_01']['fraction']:.2f}", f'{particles} / {particles}', ''))
+        figure = mask_figure(self.statistics)
+        slices = [ax for ax in figure.axes if ax.images]
+        self.assertEqual(len(slices), 6)  # xy, xz, yz of two tomograms
+        self.assertTrue(all(ax.collections for ax in slices))  # each with the mask outline
+        table = figure.axes[-3].tables[0]
+        self.assertEqual(table[1, 0].get_text().get_text(), 'TS_01')
+
+        # the wizard previews the form's current values on the first tomogram: the protocol's result
+        form = self.newProtocol(ProtCryoSegMakeMask, inputTomograms=self.tomograms, inputCoordinates=None,
+                                threshold=0.5, doCleanup=False)
+        preview = makeMaskPreviewFigure(form)
+        self.assertIn(f"TS_01: {100 * stats['TS_01']['fraction']:.1f} % kept", preview.axes[0].get_title())
+        with self.assertRaisesRegex(CryoSegInputError, 'input tomograms'):
+            makeMaskPreviewFigure(self.newProtocol(ProtCryoSegMakeMask))
