@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 # 26-connectivity for foreground components; holes are then background regions 6-connected to nothing
 # on a face, the dual rule (scipy's default for binary_fill_holes).
 FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
-MAX_DISTANCE_SLAB = 32
+MAX_SLAB = 32  # planes handled at a time by the slab-wise steps
 
 
 def _as_mask(mask):
@@ -45,7 +45,7 @@ def _components(mask):
     """
     labels, count = ndimage.label(mask, structure=FULL_CONNECTIVITY, output=np.int32)
     sizes = np.zeros(count + 1, dtype=np.int64)
-    for part in iter_slabs(len(labels), MAX_DISTANCE_SLAB):
+    for part in iter_slabs(len(labels), MAX_SLAB):
         sizes += np.bincount(labels[part.write].ravel(), minlength=count + 1)
     return labels, sizes
 
@@ -53,7 +53,7 @@ def _components(mask):
 def _select_components(labels, selected):
     """Boolean mask of the voxels whose label is marked True in ``selected``."""
     result = np.empty(labels.shape, dtype=bool)
-    for part in iter_slabs(len(labels), MAX_DISTANCE_SLAB):
+    for part in iter_slabs(len(labels), MAX_SLAB):
         result[part.write] = selected[labels[part.write]]
     return result
 
@@ -98,10 +98,10 @@ def grow_mask(mask, distance, slab=None):
     farther than |distance| from any background voxel (erosion by a ball, the outside of the volume
     counting as mask so that a mask touching a face does not shrink from it). Works slab by slab: a
     neighbour within the distance is at most ceil(|distance|) planes away. By default a slab is at most
-    1/32 of the depth, as scipy's distance transform needs about 50 bytes per voxel of the block it reads.
+    1/32 of the depth: scipy's distance transform needs about 50 bytes per voxel of the block it reads.
     """
     if slab is None:
-        slab = min(MAX_DISTANCE_SLAB, max(1, mask.shape[0] // 32))
+        slab = min(MAX_SLAB, max(1, mask.shape[0] // 32))
     if distance == 0:
         return mask
     radius = abs(float(distance))

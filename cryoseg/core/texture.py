@@ -263,7 +263,8 @@ def _feature_slabs(volume, features, slab, low, high):
     """Yield ``(planes, values)`` slab by slab, ``values`` lazily giving ``(feature, its values on those
     planes)``: each feature is computed on a block read with its own halo and released before the next."""
     depth = volume.shape[0]
-    slabs_per_feature = [iter_slabs(depth, effective_slab(slab, depth), feature.reach) for feature in features]
+    planes = effective_slab(slab, depth)
+    slabs_per_feature = [iter_slabs(depth, planes, feature.reach) for feature in features]
     for parts in zip(*slabs_per_feature):
         yield parts[0].write, ((feature, part.kept(feature.compute(normalise(volume[part.read], low, high))))
                                for feature, part in zip(features, parts))

@@ -144,7 +144,8 @@ def test_memory_mapped_input_gives_the_same_mask(tmp_path):
     path = tmp_path / 'volume.npy'
     np.save(path, volume)
     mapped = np.load(path, mmap_mode='r')
-    np.testing.assert_array_equal(texture_mask(mapped, block_size=7, slab=4), texture_mask(volume, block_size=7))
+    np.testing.assert_array_equal(texture_mask(mapped, block_size=7, slab=4),
+                                  texture_mask(volume, block_size=7))
 
 
 def test_confidence_is_high_inside_and_low_outside():
