@@ -201,6 +201,46 @@ def append_coordinates_with_values(coord_set, tomo, xyz, scores=None, values=Non
     return append_coordinates(_TaggingAppender(coord_set, values or {}), tomo, xyz, scores=scores)
 
 
+# --------------------------------------------------------------------------- user points (SetOfMeshes)
+POINT_ROLE_ATTRIBUTE = '_cryosegRole'  # 'point' (on the geometry) or 'marker' (inside it)
+
+
+def append_mesh_points(mesh_set, tomo, xyz, group_ids, roles):
+    """Append clicked points of one tomogram as MeshPoints, one groupId per geometry; ``xyz`` are
+    bottom-left-corner pixels, ``roles`` ('point' or 'marker') become the ``_cryosegRole`` attribute."""
+    from pyworkflow.object import String
+    from tomo.objects import MeshPoint
+
+    stored = np.asarray(xyz, float).reshape(-1, 3) + origin_offset_px(tomo)
+    for position, group_id, role in zip(stored, group_ids, roles):
+        point = MeshPoint()
+        point.setVolume(tomo)
+        point.setPosition(*position, SCIPION)
+        point.setGroupId(int(group_id))
+        point.setVolumeName(tomogram_path(tomo))
+        setattr(point, POINT_ROLE_ATTRIBUTE, String(role))
+        mesh_set.append(point)
+    return len(stored)
+
+
+def read_point_annotations(coord_set, tomo):
+    """Role and model name of each coordinate of one tomogram, in :func:`read_tomogram_coordinates`
+    order: role 'point' or 'marker' ('point' for sets without roles, e.g. grouped coordinates), model
+    the Dynamo model name of Dynamo meshes (``_dynModelName``) or ''."""
+    roles, models = [], []
+    for coord in coord_set.iterCoordinates(volume=tomo):
+        role, model = getattr(coord, POINT_ROLE_ATTRIBUTE, None), getattr(coord, '_dynModelName', None)
+        roles.append((role.get() if role is not None else None) or 'point')
+        models.append((model.get() if model is not None else None) or '')
+    return roles, models
+
+
+def precedents_pointer(coord_set):
+    """The pointer to the tomograms of a coordinate set, to give a derived set the same precedents
+    (``setPrecedents`` copies a pointer; a loaded set object would not keep its link)."""
+    return coord_set._precedentsPointer
+
+
 # --------------------------------------------------------------------------- positions in Å
 def read_coordinates_angstrom(coord_set):
     """``{tsId: CoordinateTable}`` with ``xyz`` in Å from the tomogram origin.

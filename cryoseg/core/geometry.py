@@ -60,7 +60,7 @@ def _as_points(points, minimum, what):
     return points
 
 
-def _principal_axes(points):
+def principal_axes(points):
     """Centroid, singular values (descending) and principal axes (rows) of a point cloud."""
     centroid = points.mean(axis=0)
     _, singular, axes = np.linalg.svd(points - centroid, full_matrices=False)
@@ -98,7 +98,7 @@ def fit_sphere(points, robust=True):
     """Sphere through ≥ 4 non-coplanar points: algebraic fit, then (``robust``) outlier rejection and
     a soft-L1 geometric least-squares refinement of ‖p − c‖ − R. Returns ``(SphereModel, FitReport)``."""
     points = _as_points(points, 4, 'a sphere')
-    _, singular, _ = _principal_axes(points)
+    _, singular, _ = principal_axes(points)
     if singular[2] < 1e-3 * singular[0]:
         raise UnderdeterminedGeometryError(
             'the points of this sphere are coplanar (e.g. all on one slice): click the membrane on '
@@ -220,7 +220,7 @@ def fit_ellipsoid(points, robust=True):
     refinement of centre, radii and rotation. Returns ``(EllipsoidModel, FitReport)``; radii descending.
     """
     points = _as_points(points, 9, 'an ellipsoid')
-    _, singular, _ = _principal_axes(points)
+    _, singular, _ = principal_axes(points)
     if singular[2] < 1e-3 * singular[0]:
         raise UnderdeterminedGeometryError(
             'the points of this ellipsoid are coplanar: click the membrane on several slices')
@@ -336,7 +336,7 @@ def orient_mesh(mesh, inside=None):
 
 
 # --------------------------------------------------------------------------- membrane by levels
-def _z_levels(points, tolerance):
+def z_levels(points, tolerance):
     order = np.argsort(points[:, 2], kind='stable')
     breaks = np.flatnonzero(np.diff(points[order, 2]) > tolerance) + 1
     return [np.sort(chunk) for chunk in np.split(order, breaks)]
@@ -418,7 +418,7 @@ def fit_membrane_levels(points, control_interval=5.0, inside=None, level_toleran
     marker lies outside the tube; open membranes get normals away from ``inside``.
     """
     points = _as_points(points, 4, 'a membrane by levels')
-    levels = [points[index] for index in _z_levels(points, level_tolerance)]
+    levels = [points[index] for index in z_levels(points, level_tolerance)]
     skipped = sum(1 for level in levels if len(level) < 2)
     levels = [level for level in levels if len(level) >= 2]
     if len(levels) < 2:
@@ -426,7 +426,7 @@ def fit_membrane_levels(points, control_interval=5.0, inside=None, level_toleran
             f'a membrane by levels needs at least 2 points on each of at least 2 z levels; found '
             f'{len(levels)} usable level(s) (levels are separated by more than {level_tolerance} px in z)')
     closed = _is_closed_contour(np.concatenate(levels)[:, :2])  # pooled: one sparse level cannot open it
-    direction = _principal_axes(points[:, :2])[2][0]
+    direction = principal_axes(points[:, :2])[2][0]
     lengths = [np.ptp(level[:, :2] @ direction) if not closed else
                2 * np.pi * np.linalg.norm(level[:, :2] - _circle_centre(level[:, :2]), axis=1).mean()
                for level in levels]
@@ -499,7 +499,7 @@ def fit_general_surface(points, control_interval=5.0, inside=None, smoothing=1.0
     ``inside``; closed blobs point outward, or inward when the ``inside`` marker lies outside them.
     """
     points = _as_points(points, 5, 'a general surface')
-    centroid, singular, axes = _principal_axes(points)
+    centroid, singular, axes = principal_axes(points)
     if singular[1] < 1e-3 * singular[0]:
         raise UnderdeterminedGeometryError('the points of this surface lie on a line: a surface needs '
                                            'points spread in two directions')
@@ -620,7 +620,7 @@ def fit_filament(points, smoothing=1.0, keep_order=True, step=0.25):
         raise UnderdeterminedGeometryError(f'a filament needs at least 2 distinct path points, '
                                            f'this group has {len(points)}')
     if not keep_order:
-        _, _, axes = _principal_axes(points)
+        _, _, axes = principal_axes(points)
         points = points[np.argsort(points @ axes[0])]
     degree = min(3, len(points) - 1)
     chord = np.sum(np.linalg.norm(np.diff(points, axis=0), axis=1))

@@ -96,6 +96,17 @@ class WorkflowResult:
     results: list = field(default_factory=list)  # GroupResult
     failures: dict = field(default_factory=dict)  # group id → reason
 
+    def arrays(self):
+        """All cropping points as arrays: positions (N, 3), matrices (N, 4, 4), group ids (N,) and the
+        fit rms (px) of each point's geometry (N,)."""
+        results = self.results
+        return (np.concatenate([r.positions for r in results]) if results else np.zeros((0, 3)),
+                np.concatenate([r.matrices for r in results]) if results else np.zeros((0, 4, 4)),
+                np.concatenate([np.full(len(r.positions), r.group_id) for r in results]).astype(int)
+                if results else np.zeros(0, int),
+                np.concatenate([np.full(len(r.positions), r.report.rms) for r in results]) if results
+                else np.zeros(0))
+
     def report_rows(self):
         """One row per group (fitted or failed) for summaries and tables."""
         rows = [dict(group=r.group_id, status='ok', crop_points=len(r.positions), **r.report.as_dict())
@@ -105,14 +116,13 @@ class WorkflowResult:
 
 
 def infer_model(points):
-    """Model type for ``auto`` without a name: collinear → filament; a sphere or ellipsoid that fits
-    within 3 % of its size and is not much larger than the points → vesicle; points on several z
-    levels → membrane by levels; else a general surface."""
+    """Model type for ``auto`` without a name: fewer than 4 points or collinear → filament; a sphere
+    or ellipsoid that fits within 3 % of its size and is not much larger than the points → vesicle;
+    points on several z levels → membrane by levels; else a general surface."""
     points = np.asarray(points, float).reshape(-1, 3)
-    if len(points) >= 2:
-        _, singular, _ = geometry._principal_axes(points)
-        if len(points) < 4 or singular[1] < 0.08 * singular[0]:
-            return 'filamentHelix'
+    singular = geometry.principal_axes(points)[1] if len(points) >= 4 else None
+    if singular is None or singular[1] < 0.08 * singular[0]:
+        return 'filamentHelix'
     extent = np.ptp(points, axis=0).max()
     for fitter, name in ((geometry.fit_sphere, 'sphere'), (geometry.fit_ellipsoid, 'ellipsoid')):
         try:
@@ -122,7 +132,7 @@ def infer_model(points):
         size = float(np.mean(report.radii))
         if report.rms <= 0.03 * size and max(report.radii) <= 1.5 * extent:
             return name
-    levels = geometry._z_levels(points, 1.0)
+    levels = geometry.z_levels(points, 1.0)
     if sum(len(level) >= 2 for level in levels) >= 2:
         return 'membraneByLevels'
     return 'general'
@@ -372,3 +382,17 @@ def write_crop_star(path, workflow, tomo_name=None):
     table.write(path, tableName='particles')
     return path
 
+
+
+def simulate_clicks(vesicle, voxel_size, count=25, seed=0, scatter=0.5, band=0.7):
+    """Click-like points on a ground-truth vesicle (phantom ``truth.vesicles`` entry): ``count`` points
+    on its mid-membrane surface with |body z| < ``band`` (users click on central slices), scattered by
+    ``scatter`` px. Returns (x, y, z) voxels."""
+    rng = np.random.default_rng(seed)
+    directions = rng.standard_normal((20 * count, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    directions = directions[np.abs(directions[:, 2]) < band][:count]
+    radii = np.asarray(vesicle['radii'], float) / voxel_size
+    body = directions * radii
+    return (np.asarray(vesicle['centre'], float) + body @ np.asarray(vesicle['axes'], float)
+            + rng.normal(0, scatter, body.shape))

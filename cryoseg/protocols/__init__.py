@@ -3,5 +3,7 @@ from .protocol_extract import ProtCryoSegExtract
 from .protocol_apply_alignment import ProtCryoSegApplyAlignment
 from .protocol_consensus import ProtCryoSegPickingConsensus
 from .protocol_consensus import ProtCryoSegRemoveDuplicates
-from .protocol_make_mask import ProtCryoSegMakeMask
 from .protocol_segdiam_pick import ProtCryoSegSegDiamPick
+from .protocol_make_mask import ProtCryoSegMakeMask
+from .protocol_import_meshes import ProtCryoSegImportMeshes
+from .protocol_model_workflow import ProtCryoSegModelWorkflow

@@ -1,0 +1,124 @@
+"""Import user points and the directional model workflow in a real headless Scipion project: clicks on
+the phantom vesicles (known centres, radii, axes) → oriented cropping points."""
+import os
+
+import numpy as np
+
+from cryoseg import convert
+from cryoseg.core.model_workflow import simulate_clicks
+from cryoseg.protocols import ProtCryoSegImportMeshes, ProtCryoSegModelWorkflow
+from cryoseg.tests.base import CryoSegProjectTest
+
+SPACING = 60.0  # Å
+
+
+def true_normals(vesicle, voxel_size, positions):
+    """Outward normals and signed distance (px) of positions to a ground-truth vesicle."""
+    axes = np.asarray(vesicle['axes'], float)
+    radii = np.asarray(vesicle['radii'], float) / voxel_size
+    body = (positions - np.asarray(vesicle['centre'], float)) @ axes.T
+    normals = (body / radii ** 2) @ axes
+    scaled = np.linalg.norm(body / radii, axis=1)
+    distance = (scaled - 1) * np.linalg.norm(body, axis=1) / scaled
+    return normals / np.linalg.norm(normals, axis=1, keepdims=True), distance
+
+
+class TestModelWorkflowProtocol(CryoSegProjectTest):
+    PHANTOM = dict(particles_per_class=(2, 2, 1), filament=False, gold_beads=0, contamination=False)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pointsDir = os.path.join(cls.proj.getPath(), 'clicks')
+        os.makedirs(cls.pointsDir, exist_ok=True)
+        cls.clicks = {}
+        for tsId, truth in cls.truths.items():
+            lines = []
+            for vesicle in truth.vesicles:
+                points = simulate_clicks(vesicle, truth.voxel_size, count=40, seed=vesicle['id'])
+                cls.clicks[(tsId, vesicle['id'])] = points
+                lines += [f'{x:.3f} {y:.3f} {z:.3f} {vesicle["id"]}' for x, y, z in points]
+            centre = truth.vesicles[0]['centre']
+            lines.append(f'{centre[0]} {centre[1]} {centre[2]} {truth.vesicles[0]["id"]} marker')
+            if tsId == 'TS_01':  # a single stray click defines nothing: this group must fail alone
+                lines += ['10 10 20 9']
+            # 1-based coordinates, as IMOD or MATLAB would write them
+            with open(os.path.join(cls.pointsDir, f'{tsId}_points.txt'), 'w') as handle:
+                handle.write('# x y z group [role], first voxel is 1\n')
+                for line in lines:
+                    x, y, z, *rest = line.split()
+                    handle.write(' '.join([f'{float(v) + 1:.3f}' for v in (x, y, z)] + rest) + '\n')
+        cls.importProt = cls.runProtocol(ProtCryoSegImportMeshes, inputTomograms=cls.tomograms,
+                                         filesPath=cls.pointsDir, filesPattern='{TS}_points.txt', origin=1,
+                                         boxSize=24)
+        cls.workflow = cls.runProtocol(ProtCryoSegModelWorkflow, inputMeshes=cls.importProt.meshes,
+                                       modelType=0, cropping=SPACING, inPlane=1, seed=3, numberOfThreads=2)
+
+    def test_import_gives_unique_stable_groups_and_exact_positions(self):
+        meshes = self.importProt.meshes
+        self.assertEqual(meshes.getBoxSize(), 24)
+        self.assertEqual(meshes.getSamplingRate(), self.SAMPLING)
+        expected, groupId = {}, 0
+        for tsId in sorted(self.truths):  # ids: by tsId, then by numeric label
+            labels = [v['id'] for v in self.truths[tsId].vesicles] + ([9] if tsId == 'TS_01' else [])
+            for label in sorted(labels):
+                groupId += 1
+                expected[(tsId, label)] = groupId
+        self.assertEqual(meshes.getNumberOfMeshes(), groupId)
+        for tsId, tomo in meshes.getPrecedentsInvolved().items():
+            table = convert.read_tomogram_coordinates(meshes, tomo)
+            roles, _ = convert.read_point_annotations(meshes, tomo)
+            self.assertEqual(roles.count('marker'), 1)
+            for vesicle in self.truths[tsId].vesicles:
+                inGroup = (table.group_ids == expected[(tsId, vesicle['id'])]) & (np.array(roles) == 'point')
+                np.testing.assert_allclose(table.xyz[inGroup], self.clicks[(tsId, vesicle['id'])], atol=1e-3)
+        ids = [gid for (ts, _), gid in expected.items()]
+        self.assertEqual(len(set(ids)), len(ids))
+
+    def test_cropping_points_on_the_vesicles_oriented_outward(self):
+        coords = self.workflow.coordinates
+        self.assertEqual(coords.getBoxSize(), 24)
+        report = {(row['tsId'], row['group']): row for row in self.workflow.getReport()}
+        tables = convert.read_coordinates(coords)
+        self.assertEqual(sorted(tables), sorted(self.truths))
+        meshes = self.importProt.meshes
+        for tsId, table in tables.items():
+            truth = self.truths[tsId]
+            inputIds = convert.read_tomogram_coordinates(meshes, meshes.getPrecedentsInvolved()[tsId]).group_ids
+            self.assertTrue(set(table.group_ids) <= set(inputIds))
+            for groupId in np.unique(table.group_ids):
+                inGroup = table.group_ids == groupId
+                positions = table.xyz[inGroup]
+                centres = [np.linalg.norm(np.asarray(v['centre']) - positions.mean(axis=0)) for v in truth.vesicles]
+                vesicle = truth.vesicles[int(np.argmin(centres))]
+                normals, distance = true_normals(vesicle, truth.voxel_size, positions)
+                self.assertLess(np.abs(distance).max(), 1.5, f'{tsId} group {groupId}: off the membrane')
+                angles = np.degrees(np.arccos(np.clip(np.sum(normals * table.matrices[inGroup, 2, :3], 1), -1, 1)))
+                # 40 clicks on central slices: the poles are extrapolated, hence the looser maximum
+                self.assertLess(angles.max(), 8.0, f'{tsId} group {groupId}: normals')
+                self.assertLess(np.median(angles), 2.0)
+                row = report[(tsId, int(groupId))]
+                self.assertEqual(row['model'], vesicle['kind'])  # auto: sphere or ellipsoid from the points
+                np.testing.assert_allclose(row['radii'], sorted(np.asarray(vesicle['radii']) / truth.voxel_size,
+                                                                reverse=True), rtol=0.03)
+                self.assertEqual(row['status'], 'ok')
+                np.testing.assert_allclose(table.scores[inGroup], row['rms'], rtol=1e-3)
+                self.assertEqual(row['crop_points'], inGroup.sum())
+            # the Scipion round trip of positions and matrices is exact
+            saved = np.load(self.workflow._getExtraPath(f'{tsId}_cropping.npz'))
+            order = np.lexsort(saved['positions'].T)
+            back = np.lexsort(table.xyz.T)
+            np.testing.assert_allclose(table.xyz[back], saved['positions'][order], atol=1e-9)
+            np.testing.assert_array_equal(table.matrices[back], saved['matrices'][order])
+
+    def test_underdetermined_group_fails_alone(self):
+        failed = [row for row in self.workflow.getReport() if row['status'] == 'failed']
+        self.assertEqual(len(failed), 1)
+        self.assertEqual(failed[0]['tsId'], 'TS_01')
+        self.assertIn('at least 2 distinct path points', failed[0]['reason'])
+        failedMeshes = self.workflow.failedMeshes
+        self.assertEqual(failedMeshes.getSize(), 1)
+        self.assertEqual({c.getGroupId() for c in failedMeshes.iterItems()}, {failed[0]['group']})
+        summary = '\n'.join(self.workflow.summary())
+        self.assertIn('FAILED', summary)
+        self.assertIn(f"{sum(r['status'] == 'ok' for r in self.workflow.getReport())} of", summary)
