@@ -67,6 +67,16 @@ class Demo:
                                          title=f'{ts_id}: particles crossing z={z} (ground truth)')
         self.figures.append(plots.save(fig, os.path.join(self.report_dir, '01_ground_truth.png')))
 
+    def make_masks(self):
+        """Statistics masks of the sample tomograms; the report gets the viewer's figure."""
+        from .protocols import ProtCryoSegMakeMask
+        from .viewers.viewer_make_mask import mask_figure
+
+        prot = self.run(ProtCryoSegMakeMask, 'make mask', inputTomograms=self.tomograms, threshold=0.5)
+        self.masks = prot.tomoMasks
+        self.figures.append(plots.save(mask_figure(prot), os.path.join(self.report_dir, '02_make_mask.png')))
+        return prot
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -77,6 +87,7 @@ def main(argv=None):
     demo = Demo(args.project, args.tomograms)
     demo.import_tomograms()
     demo.report_ground_truth()
+    demo.make_masks()
     print(f"\nProject: {demo.project.getPath()}")
     print(f"Report:  {demo.report_dir}")
     for figure in demo.figures:

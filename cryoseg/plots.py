@@ -43,8 +43,9 @@ def save(fig, path):
 def mask_overview_figure(entries, table_header=(), table_rows=()):
     """One row per ``(title, volume, mask)`` entry: the central xy, xz and yz slices with the mask
     outlined (volumes may be memory maps: only the three slices are read); then an optional table."""
-    rows = len(entries) + (1 if table_rows else 0)
-    fig, axes = plt.subplots(rows, 3, figsize=(12, 3.6 * rows), squeeze=False)
+    heights = [1.0] * len(entries) + ([0.12 * (len(table_rows) + 1)] if table_rows else [])
+    fig, axes = plt.subplots(len(heights), 3, figsize=(12, 3.6 * sum(heights)), squeeze=False,
+                             gridspec_kw={'height_ratios': heights})
     for row, (title, volume, mask) in zip(axes, entries):
         centre = [s // 2 for s in volume.shape]
         images = orthogonal_slices(volume, centre)
