@@ -366,15 +366,92 @@ def _run_segdiam_pick(args):
     print(f"{sum(len(f) for f in kept.values())} picks written to {args.out}")
 
 
+CLI_MODELS = {'vesicle': 'sphere', 'ellipsoid': 'ellipsoid', 'surface': 'membraneByLevels', 'general': 'general',
+              'filament': 'filamentHelix', 'rings': 'filamentRings', 'auto': 'auto'}
+
+
+def _add_model_workflow(subparsers):
+    parser = subparsers.add_parser(
+        'model_workflow', help='clicked points on membranes/filaments -> evenly spaced, oriented cropping points')
+    parser.add_argument('points', help='STAR (rlnCoordinateX/Y/Z in 0-based voxels, a group column such as '
+                                       'cryosegGroup or rlnGroupNumber, optional cryosegRole=marker, '
+                                       'optional rlnTomoName), CSV or "x y z [group] [role]" text')
+    parser.add_argument('--model', choices=sorted(CLI_MODELS), default='auto',
+                        help='vesicle (sphere), ellipsoid (rotated), surface (membrane clicked on several z '
+                             'slices), general (any surface), filament (helical subunits), rings, or auto')
+    parser.add_argument('--spacing', type=float, required=True, metavar='A',
+                        help='distance between cropping points (Å); filament: rise; rings: ring distance')
+    parser.add_argument('--angpix', type=float, required=True, metavar='A', help='pixel size of the points (Å)')
+    parser.add_argument('--out', required=True, help='output STAR file of cropping points')
+    parser.add_argument('--offset', type=float, default=0.0, metavar='A',
+                        help='move the points along the outward normal (Å)')
+    parser.add_argument('--in-plane', choices=['zero', 'random', 'tangent'], default='zero',
+                        help='in-plane angle (Dynamo narot) policy')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--mesh-edge', type=float, default=50.0, metavar='A', help='support-mesh edge (Å)')
+    parser.add_argument('--max-triangles', type=int, default=100000)
+    parser.add_argument('--subdivision', type=int, default=0, help='mesh refinement rounds')
+    parser.add_argument('--click-scatter', type=float, default=10.0, metavar='A',
+                        help='how far clicks stray from the membrane (Å); 0 = curves through the points')
+    parser.add_argument('--exclusion', type=float, default=0.0, metavar='A',
+                        help='no cropping point closer than this to the marker (vesicles)')
+    parser.add_argument('--twist', type=float, default=0.0, help='filament twist per subunit (degrees)')
+    parser.add_argument('--helix-radius', type=float, default=0.0, metavar='A')
+    parser.add_argument('--ring-radius', type=float, default=100.0, metavar='A')
+    parser.add_argument('--subunits-per-ring', type=int, default=8)
+    parser.set_defaults(func=_run_model_workflow)
+
+
+def _run_model_workflow(args):
+    import numpy as np
+
+    from .core.model_workflow import ModelParameters, read_user_points, run_model_workflow, split_groups, \
+        write_crop_star
+
+    if args.angpix <= 0:
+        raise CryoSegInputError('--angpix must be positive')
+    px = args.angpix
+    params = ModelParameters(
+        model_type=CLI_MODELS[args.model], spacing=args.spacing / px, offset=args.offset / px,
+        in_plane=args.in_plane, seed=args.seed, mesh_edge=args.mesh_edge / px, max_triangles=args.max_triangles,
+        subdivision=args.subdivision, exclusion_radius=args.exclusion / px, smoothing=args.click_scatter / px,
+        twist=args.twist, helix_radius=args.helix_radius / px, ring_radius=args.ring_radius / px,
+        subunits_per_ring=args.subunits_per_ring)
+    points = read_user_points(args.points)
+    labels = sorted(set(points.groups), key=lambda g: (not g.isdigit(), int(g) if g.isdigit() else 0, g))
+    numbering = {g: int(g) for g in labels} if all(g.isdigit() for g in labels) else \
+        {g: k for k, g in enumerate(labels, start=1)}
+    names = points.tomo_names or [None] * len(points.xyz)
+    workflows, fitted = {}, 0
+    for name in dict.fromkeys(names):
+        mine = np.array([n == name for n in names])
+        groups = split_groups(points.xyz[mine], [numbering[g] for g, m in zip(points.groups, mine) if m],
+                              np.asarray(points.roles)[mine])
+        workflow = workflows[name] = run_model_workflow(groups, params)
+        for row in workflow.report_rows():
+            where = f'{name} ' if name else ''
+            if row['status'] == 'ok':
+                fitted += 1
+                print(f"{where}group {row['group']}: {row['model']}, rms {row['rms'] * px:.1f} Å, "
+                      f"{row['crop_points']} cropping points")
+            else:
+                print(f"{where}group {row['group']}: FAILED: {row['reason']}", file=sys.stderr)
+    if not fitted:
+        raise CryoSegInputError('no geometry could be fitted (see the reasons above)')
+    write_crop_star(args.out, workflows)
+    print(f"written to {args.out}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog='cryoseg', description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest='command', required=True)
     _add_phantom(subparsers)
-    _add_extract(subparsers)
     _add_make_mask(subparsers)
+    _add_extract(subparsers)
     _add_consensus(subparsers)
     _add_remove_duplicates(subparsers)
     _add_segdiam_pick(subparsers)
+    _add_model_workflow(subparsers)
     return parser
 
 

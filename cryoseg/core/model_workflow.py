@@ -363,25 +363,25 @@ def crop_table_rows(result):
                                            relion_psi)]
 
 
-def write_crop_star(path, workflow, tomo_name=None):
-    """Write the cropping points of every fitted group as a STAR table (positions in voxels from the
-    first voxel; Dynamo and RELION angles in degrees; group and fit rms)."""
+def write_crop_star(path, workflows):
+    """Write the cropping points of ``{tomogram name or None: WorkflowResult}`` as one STAR table:
+    positions in voxels from the first voxel, group, model, Dynamo (tdrot, tilt, narot) and RELION
+    (rot, tilt, psi) angles in degrees, and the fit rms (px) of the geometry."""
     from emtable import Table
 
-    columns = ['rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ', 'cryosegGroup', 'cryosegModel',
-               'cryosegTdrot', 'cryosegTilt', 'cryosegNarot', 'rlnAngleRot', 'rlnAngleTilt', 'rlnAnglePsi',
-               'cryosegFitRms']
-    if tomo_name:
-        columns = ['rlnTomoName'] + columns
+    named = any(name is not None for name in workflows)
+    columns = (['rlnTomoName'] if named else []) + [
+        'rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ', 'cryosegGroup', 'cryosegModel', 'cryosegTdrot',
+        'cryosegTilt', 'cryosegNarot', 'rlnAngleRot', 'rlnAngleTilt', 'rlnAnglePsi', 'cryosegFitRms']
     table = Table(columns=columns)
-    for result in workflow.results:
-        for row in crop_table_rows(result):
-            values = [row['x'], row['y'], row['z'], result.group_id, result.model, row['tdrot'], row['tilt'],
-                      row['narot'], row['rot'], row['relion_tilt'], row['psi'], result.report.rms]
-            table.addRow(*([tomo_name] if tomo_name else []), *values)
+    for name, workflow in workflows.items():
+        for result in workflow.results:
+            for row in crop_table_rows(result):
+                table.addRow(*([name] if named else []), row['x'], row['y'], row['z'], result.group_id,
+                             result.model, row['tdrot'], row['tilt'], row['narot'], row['rot'],
+                             row['relion_tilt'], row['psi'], result.report.rms)
     table.write(path, tableName='particles')
     return path
-
 
 
 def simulate_clicks(vesicle, voxel_size, count=25, seed=0, scatter=0.5, band=0.7):
