@@ -122,3 +122,13 @@ class TestModelWorkflowProtocol(CryoSegProjectTest):
         summary = '\n'.join(self.workflow.summary())
         self.assertIn('FAILED', summary)
         self.assertIn(f"{sum(r['status'] == 'ok' for r in self.workflow.getReport())} of", summary)
+
+    def test_viewer_figure_headless(self):
+        from cryoseg.viewers.viewer_model_workflow import CryoSegModelWorkflowViewer, protocol_figure
+
+        self.assertIn(ProtCryoSegModelWorkflow, CryoSegModelWorkflowViewer._targets)
+        fig = protocol_figure(self.workflow)
+        self.assertEqual(len(fig.axes), 2 * len(self.truths))
+        path = self.workflow._getExtraPath('viewer.png')
+        fig.savefig(path)
+        self.assertGreater(os.path.getsize(path), 10000)
