@@ -93,13 +93,15 @@ class Clusters:
 
 
 # ---------------------------------------------------------------------------------------- matching
-def _canonical_ranks(xyz, set_index, scores, group_ids, matrices):
-    """A rank for every point that depends only on its data, the set index breaking exact ties."""
-    keys = [set_index, *matrices.reshape(len(xyz), 16).T[::-1], group_ids, scores,
-            xyz[:, 2], xyz[:, 1], xyz[:, 0]]
-    ranks = np.empty(len(xyz), np.int64)
-    ranks[np.lexsort(keys)] = np.arange(len(xyz))
-    return ranks
+def _canonical_order(xyz, set_index, scores, group_ids, matrices):
+    """An order of the points that depends only on their data (position, then score, group and
+    matrix); the set index breaks exact ties only. Constant keys are left out (lexsort is linear
+    in the number of keys)."""
+    keys = [set_index]
+    if matrices is not None:
+        keys += list(matrices.reshape(len(xyz), 16).T[::-1])
+    keys += [group_ids, scores, xyz[:, 2], xyz[:, 1], xyz[:, 0]]
+    return np.lexsort([k for k in keys if len(k) and k.min() != k.max()] or [np.zeros(len(xyz))])
 
 
 def _rotation_angles(matrices_a, matrices_b, axis_mode):
@@ -128,49 +130,47 @@ def _candidate_pairs(picks, offsets, radius, one_per_set):
     return np.concatenate(pairs).astype(np.int64) if pairs else np.zeros((0, 2), np.int64)
 
 
-def _kruskal(edges, node_sets, one_per_set, complete_linkage):
-    """Constrained Kruskal over ``edges`` (already in canonical order); ``{node: root}``.
+def _kruskal(edges, set_index, one_per_set, complete_linkage):
+    """Constrained Kruskal over ``edges`` (already in processing order): ``(nodes, roots)``.
 
     A merge is refused when the clusters share an input set (``one_per_set``) or, with
     ``complete_linkage``, when some pair of their members is not itself a candidate pair.
     """
-    parent, masks, members = {}, {}, {}
-    for node in np.unique(edges):
-        parent[node] = node
-        masks[node] = 1 << int(node_sets[node])
-        members[node] = [node]
-    candidate = {(int(u), int(v)) for u, v in edges} if complete_linkage else None
-
-    def find(node):
-        root = node
-        while parent[root] != root:
-            root = parent[root]
-        while parent[node] != root:
-            parent[node], node = root, parent[node]
-        return root
-
-    for u, v in edges.tolist():
-        root_u, root_v = find(u), find(v)
-        if root_u == root_v or (one_per_set and masks[root_u] & masks[root_v]):
+    nodes, local = np.unique(edges, return_inverse=True)
+    local = local.reshape(-1, 2).tolist()
+    parent = list(range(len(nodes)))
+    masks = [1 << s for s in set_index[nodes].tolist()]
+    members = [[i] for i in range(len(nodes))] if complete_linkage else None
+    candidate = {(min(u, v), max(u, v)) for u, v in local} if complete_linkage else None
+    for u, v in local:
+        while parent[u] != u:  # find with path halving
+            parent[u] = u = parent[parent[u]]
+        while parent[v] != v:
+            parent[v] = v = parent[parent[v]]
+        if u == v or (one_per_set and masks[u] & masks[v]):
             continue
-        if complete_linkage and not all((min(a, b), max(a, b)) in candidate
-                                        for a in members[root_u] for b in members[root_v]):
-            continue
-        parent[root_v] = root_u
-        masks[root_u] |= masks.pop(root_v)
-        members[root_u] += members.pop(root_v)
-    return {node: find(node) for node in parent}
+        if complete_linkage:
+            if not all((min(a, b), max(a, b)) in candidate for a in members[u] for b in members[v]):
+                continue
+            members[u] += members[v]
+        parent[v] = u
+        masks[u] |= masks[v]
+    roots = np.array(parent)
+    while True:  # flatten: every node points at its root
+        next_roots = roots[roots]
+        if np.array_equal(next_roots, roots):
+            return nodes, roots
+        roots = next_roots
 
 
-def _cluster_labels(xyz, set_index, ranks, edges, one_per_set, complete_linkage):
-    """Cluster label of every point, from the candidate ``edges`` (global index pairs)."""
+def _cluster_labels(xyz, set_index, edges, one_per_set, complete_linkage):
+    """Cluster label of every point (indices in canonical order) from the candidate ``edges``."""
     count = len(xyz)
     if not len(edges):
         return np.arange(count)
-    low = np.where(ranks[edges[:, 0]] < ranks[edges[:, 1]], edges[:, 0], edges[:, 1])
-    high = edges[:, 0] + edges[:, 1] - low
+    low, high = edges.min(1), edges.max(1)
     distance = np.linalg.norm(xyz[low] - xyz[high], axis=1)
-    order = np.lexsort((ranks[high], ranks[low], distance))
+    order = np.lexsort((high, low, distance))
     edges = np.stack([low[order], high[order]], 1)
 
     graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count))
@@ -180,23 +180,25 @@ def _cluster_labels(xyz, set_index, ranks, edges, one_per_set, complete_linkage)
     sizes = np.bincount(component)
     simple = np.ones(len(sizes), bool)
     if one_per_set:
-        distinct_sets = np.bincount(np.unique(component * (set_index.max() + 1) + set_index)
-                                    // (set_index.max() + 1), minlength=len(sizes))
+        n_sets = set_index.max() + 1
+        distinct_sets = np.bincount(np.unique(component * n_sets + set_index) // n_sets, minlength=len(sizes))
         simple &= distinct_sets == sizes
     if complete_linkage:
         simple &= np.bincount(component[edges[:, 0]], minlength=len(sizes)) == sizes * (sizes - 1) // 2
     labels = component.copy()
     hard_edges = edges[~simple[component[edges[:, 0]]]]
     if len(hard_edges):
-        roots = _kruskal(hard_edges, set_index, one_per_set, complete_linkage)
-        nodes = np.fromiter(roots.keys(), np.int64, len(roots))
-        labels[nodes] = len(sizes) + np.fromiter(roots.values(), np.int64, len(roots))
+        nodes, roots = _kruskal(hard_edges, set_index, one_per_set, complete_linkage)
+        labels[nodes] = len(sizes) + roots
     return np.unique(labels, return_inverse=True)[1]
 
 
-def _first_per_label(labels, *keys):
-    """Index of the first point of every label when points are ordered by ``keys`` (primary first)."""
-    order = np.lexsort((*keys[::-1], labels))
+def _first_per_label(labels, key=None):
+    """Per label, the lowest (canonical) index among its points with the smallest integer ``key``."""
+    if not len(labels):
+        return np.zeros(0, np.int64)
+    composite = labels if key is None else labels * (int(key.max()) + 1) + key
+    order = np.argsort(composite, kind='stable')
     first = np.ones(len(order), bool)
     first[1:] = labels[order][1:] != labels[order][:-1]
     return order[first]
@@ -205,12 +207,10 @@ def _first_per_label(labels, *keys):
 def _mean_rotations(labels, count, rotations, oriented, reference, axis_mode):
     """Consensus rotation per cluster from its oriented members (identity when none)."""
     result = np.tile(np.eye(3), (count, 1, 1))
-    if not oriented.any():
-        return result
+    has = np.bincount(labels[oriented], minlength=count) > 0
     if axis_mode:
-        normals = np.zeros((count, 3))
-        for axis in range(3):
-            normals[:, axis] = np.bincount(labels[oriented], rotations[oriented, 2, axis], count)
+        normals = np.stack([np.bincount(labels[oriented], rotations[oriented, 2, a], count)
+                            for a in range(3)], 1)
         length = np.linalg.norm(normals, axis=1)
         base = rotations[reference]  # in-plane angle of the lowest set's oriented member
         usable = length > 1e-9
@@ -221,20 +221,13 @@ def _mean_rotations(labels, count, rotations, oriented, reference, axis_mode):
         angle = np.arctan2(sine, np.einsum('ij,ij->i', base[:, 2], target))
         rotvec = axis / np.where(sine > 1e-12, sine, 1)[:, None] * angle[:, None]
         align = Rotation.from_rotvec(rotvec).as_matrix()
-        return np.where(_oriented_clusters(labels, oriented, count)[:, None, None],
-                        base @ np.transpose(align, (0, 2, 1)), result)
+        return np.where(has[:, None, None], base @ np.transpose(align, (0, 2, 1)), result)
     quats = Rotation.from_matrix(rotations[oriented]).as_quat()
     outer = (quats[:, :, None] * quats[:, None, :]).reshape(-1, 16)
     sums = np.stack([np.bincount(labels[oriented], outer[:, c], count) for c in range(16)], 1)
-    has = _oriented_clusters(labels, oriented, count)
     _, vectors = np.linalg.eigh(sums[has].reshape(-1, 4, 4))
     result[has] = Rotation.from_quat(vectors[:, :, -1]).as_matrix()
     return result
-
-
-def _oriented_clusters(labels, oriented, count):
-    """Clusters with at least one oriented member."""
-    return np.bincount(labels[oriented], minlength=count) > 0
 
 
 def match(picks, radius, *, one_per_set=True, complete_linkage=False, angular_gate=None,
@@ -250,55 +243,70 @@ def match(picks, radius, *, one_per_set=True, complete_linkage=False, angular_ga
         raise CryoSegInputError(f'the matching radius must be positive, got {radius}')
     if angular_gate is not None and not 0 < angular_gate <= 180:
         raise CryoSegInputError(f'the angular gate must be between 0 and 180 degrees, got {angular_gate}')
+    n_sets = max(len(picks), 1)
     sizes = [len(p) for p in picks]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    set_index = np.repeat(np.arange(len(picks)), sizes)
-    xyz = np.concatenate([p.xyz for p in picks]) if picks else np.zeros((0, 3))
-    scores = np.concatenate([p.scores for p in picks]) if picks else np.zeros(0)
-    group_ids = np.concatenate([p.group_ids for p in picks]) if picks else np.zeros(0, int)
-    oriented = np.concatenate([np.full(len(p), p.matrices is not None) for p in picks] or [[]]).astype(bool)
-    matrices = np.concatenate([p.matrices if p.matrices is not None else np.tile(np.eye(4), (len(p), 1, 1))
-                               for p in picks] or [np.zeros((0, 4, 4))])
-    ranks = _canonical_ranks(xyz, set_index, scores, group_ids, matrices)
+    any_oriented = any(p.matrices is not None for p in picks)
 
-    edges = _candidate_pairs(picks, offsets, radius, one_per_set)
-    if angular_gate is not None and len(edges):
+    def joined(values, empty):
+        return np.concatenate(values) if values else empty
+
+    # every array below is in canonical order; `source` maps back to the input order
+    set_index = np.repeat(np.arange(len(picks)), sizes)
+    xyz = joined([p.xyz for p in picks], np.zeros((0, 3)))
+    scores = joined([p.scores for p in picks], np.zeros(0))
+    group_ids = joined([p.group_ids for p in picks], np.zeros(0, int))
+    oriented = joined([np.full(len(p), p.matrices is not None) for p in picks], np.zeros(0, bool))
+    matrices = joined([p.matrices if p.matrices is not None else np.tile(np.eye(4), (len(p), 1, 1))
+                       for p in picks], np.zeros((0, 4, 4))) if any_oriented else None
+    source = _canonical_order(xyz, set_index, scores, group_ids, matrices)
+    position = np.empty_like(source)
+    position[source] = np.arange(len(source))
+    set_index, xyz, scores, group_ids, oriented = (a[source] for a in (set_index, xyz, scores, group_ids, oriented))
+    matrices = matrices[source] if any_oriented else None
+
+    edges = position[_candidate_pairs(picks, offsets, radius, one_per_set)]
+    if angular_gate is not None and any_oriented and len(edges):
         both = oriented[edges[:, 0]] & oriented[edges[:, 1]]
         angle = _rotation_angles(matrices[edges[:, 0]], matrices[edges[:, 1]], axis_mode)
         edges = edges[~both | (angle <= angular_gate)]
-    labels = _cluster_labels(xyz, set_index, ranks, edges, one_per_set, complete_linkage)
+    labels = _cluster_labels(xyz, set_index, edges, one_per_set, complete_linkage)
 
     # canonical cluster order: by mean position
     count = labels.max() + 1 if len(labels) else 0
     size = np.bincount(labels, minlength=count)
     mean = np.stack([np.bincount(labels, xyz[:, a], count) for a in range(3)], 1) / np.maximum(size, 1)[:, None]
-    order = np.lexsort((mean[:, 2], mean[:, 1], mean[:, 0]))
     relabel = np.empty(count, np.int64)
-    relabel[order] = np.arange(count)
-    labels, size, mean = relabel[labels], size[order], mean[order]
+    relabel[np.lexsort((mean[:, 2], mean[:, 1], mean[:, 0]))] = np.arange(count)
+    labels = relabel[labels]
+    size[relabel], mean[relabel] = size.copy(), mean.copy()
 
     spread = np.sqrt(np.bincount(labels, np.sum((xyz - mean[labels]) ** 2, 1), count) / np.maximum(size, 1))
-    pair_keys = np.unique(labels * len(picks) + set_index)
-    votes = np.bincount(pair_keys // max(len(picks), 1), minlength=count)
+    pairs = np.unique(labels * n_sets + set_index)  # distinct (cluster, set)
+    votes = np.bincount(pairs // n_sets, minlength=count)
     set_mask = np.zeros(count, np.uint64)
-    np.bitwise_or.at(set_mask, labels, np.left_shift(np.uint64(1), set_index.astype(np.uint64)))
-    best = _first_per_label(labels, -scores, ranks)
-    lowest_set = _first_per_label(labels, set_index, ranks)
-    reference = _first_per_label(labels, ~oriented, set_index, ranks)
-    has_orientation = _oriented_clusters(labels, oriented, count)
+    np.bitwise_or.at(set_mask, pairs // n_sets, np.left_shift(np.uint64(1), (pairs % n_sets).astype(np.uint64)))
+    best = _first_per_label(labels, np.unique(-scores, return_inverse=True)[1])
+    lowest_set = _first_per_label(labels, set_index)
 
     out_matrices = np.tile(np.eye(4), (count, 1, 1))
-    out_matrices[:, :3, :3] = _mean_rotations(labels, count, matrices[:, :3, :3], oriented,
-                                              reference, axis_mode)
-    oriented_size = np.maximum(np.bincount(labels[oriented], minlength=count), 1)
-    for axis in range(3):
-        out_matrices[:, axis, 3] = np.bincount(labels[oriented], matrices[oriented, axis, 3], count) / oriented_size
+    has_orientation = np.bincount(labels[oriented], minlength=count) > 0
+    if any_oriented:
+        reference = _first_per_label(labels, (~oriented) * n_sets + set_index)
+        out_matrices[:, :3, :3] = _mean_rotations(labels, count, matrices[:, :3, :3], oriented,
+                                                  reference, axis_mode)
+        oriented_size = np.maximum(np.bincount(labels[oriented], minlength=count), 1)
+        for axis in range(3):
+            out_matrices[:, axis, 3] = np.bincount(labels[oriented], matrices[oriented, axis, 3],
+                                                   count) / oriented_size
+    best_source = source[best]
+    labels_in_input_order = labels[position]
     return Clusters(
         xyz=mean, votes=votes, set_mask=set_mask, size=size, spread=spread, matrices=out_matrices,
         oriented=has_orientation, scores=np.bincount(labels, scores, count) / np.maximum(size, 1),
         best_score=scores[best], group_ids=group_ids[lowest_set],
-        representative=np.stack([set_index[best], best - offsets[set_index[best]]], 1),
-        labels=[labels[offsets[i]:offsets[i + 1]] for i in range(len(picks))])
+        representative=np.stack([set_index[best], best_source - offsets[set_index[best]]], 1),
+        labels=[labels_in_input_order[offsets[i]:offsets[i + 1]] for i in range(len(picks))])
 
 
 # ---------------------------------------------------------------------------------------- consensus
