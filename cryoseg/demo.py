@@ -24,6 +24,32 @@ PROJECT_NAME = 'cryoseg_demo'
 SAMPLING = 10.0
 
 
+def register_coordinates(project, tomograms, rows_by_tsid, sampling, box, label):
+    """A SetOfCoordinates3D built from known positions, registered in ``project`` as the output of a
+    (not run) coordinate-import protocol, so that later protocols can take it as input.
+    ``rows_by_tsid``: ``{tsId: (xyz bottom-left-corner px, Scipion matrices or None)}``."""
+    from pyworkflow.protocol import STATUS_FINISHED
+    from tomo.protocols import ProtImportCoordinates3D
+
+    from .convert import append_coordinates, tomograms_by_tsid
+
+    prot = project.newProtocol(ProtImportCoordinates3D, objLabel=label)
+    project.saveProtocol(prot)
+    prot.makePathsAndClean()
+    coords = prot._createSetOfCoordinates3D(tomograms)
+    coords.setSamplingRate(sampling)
+    coords.setBoxSize(box)
+    for ts_id, tomo in tomograms_by_tsid(tomograms).items():
+        if ts_id in rows_by_tsid:
+            xyz, matrices = rows_by_tsid[ts_id]
+            append_coordinates(coords, tomo, xyz, matrices=matrices, group_ids=np.arange(len(xyz)) + 1)
+    coords.write()
+    prot._defineOutputs(outputCoordinates=coords)
+    prot.setStatus(STATUS_FINISHED)
+    project._storeProtocol(prot)
+    return prot.outputCoordinates
+
+
 class Demo:
     """Runs protocols in one project and keeps what the report needs."""
 
@@ -67,6 +93,44 @@ class Demo:
                                          title=f'{ts_id}: particles crossing z={z} (ground truth)')
         self.figures.append(plots.save(fig, os.path.join(self.report_dir, '01_ground_truth.png')))
 
+    def extract_and_average(self):
+        """Extraction of the picked particles and apply-alignment/average of the oriented membrane
+        proteins. Uses ``self.picked_coordinates`` / ``self.oriented_coordinates`` when earlier steps
+        set them, else the ground truth (positions, and matrices from the outward normals)."""
+        from .core.orientation import matrix_from_normal, scipion_matrix
+        from .protocols import ProtCryoSegApplyAlignment, ProtCryoSegExtract
+        from .viewers.viewer_subtomograms import average_figure, gallery_figure
+
+        picked = getattr(self, 'picked_coordinates', None)
+        if picked is None:
+            picked = register_coordinates(
+                self.project, self.tomograms, {ts: (np.array([p['centre'] for p in truth.particles]), None)
+                                               for ts, truth in self.truths.items()},
+                SAMPLING, 32, 'ground-truth particles')
+        extracted = self.run(ProtCryoSegExtract, 'extract particles', inputCoordinates=picked, boxSize=32,
+                             doInvert=True)
+        oriented = getattr(self, 'oriented_coordinates', None)
+        if oriented is None:
+            oriented = register_coordinates(
+                self.project, self.tomograms,
+                {ts: (np.array([m['centre'] for m in truth.membrane_proteins]),
+                      scipion_matrix(matrix_from_normal([m['normal'] for m in truth.membrane_proteins])))
+                 for ts, truth in self.truths.items()}, SAMPLING, 24, 'ground-truth membrane proteins (oriented)')
+        proteins = self.run(ProtCryoSegExtract, 'extract membrane proteins', inputCoordinates=oriented,
+                            boxSize=24, doInvert=True)
+        aligned = self.run(ProtCryoSegApplyAlignment, 'apply alignment and average',
+                           inputSubtomograms=proteins.subtomograms)
+        gallery = [(s.getObjId(), read_volume(s.getFileName())[0])
+                   for s in extracted.subtomograms.iterItems(limit=24)]
+        self.figures.append(plots.save(gallery_figure([v for _, v in gallery], [f'id {i}' for i, _ in gallery]),
+                                       os.path.join(self.report_dir, '20_extracted_particles.png')))
+        average = read_volume(aligned.average.getFileName())[0]
+        self.figures.append(plots.save(
+            average_figure(average, f'membrane proteins, average of {aligned.subtomograms.getSize()}'),
+            os.path.join(self.report_dir, '21_membrane_protein_average.png')))
+        print(f"  {extracted.subtomograms.getSize()} particles and {proteins.subtomograms.getSize()} membrane "
+              f"proteins extracted; skipped: {extracted.getSkipped()}")
+
     def make_masks(self):
         """Statistics masks of the sample tomograms; the report gets the viewer's figure."""
         from .protocols import ProtCryoSegMakeMask
@@ -78,6 +142,42 @@ class Demo:
         return prot
 
 
+    def model_workflow(self):
+        """Click-like user points on the sample vesicles (from the ground truth, 30 per vesicle plus a
+        marker at the centre) → import user points → directional model workflow; the report compares
+        the cropping-point normals with the true membrane normals."""
+        from .core.model_workflow import simulate_clicks, vesicle_normals
+        from .convert import read_coordinates
+        from .protocols import ProtCryoSegImportMeshes, ProtCryoSegModelWorkflow
+        from .viewers.viewer_model_workflow import protocol_figure
+
+        folder = os.path.join(self.project.getPath(), 'user_points')
+        os.makedirs(folder, exist_ok=True)
+        for ts_id, truth in self.truths.items():
+            with open(os.path.join(folder, f'{ts_id}_points.txt'), 'w') as handle:
+                for vesicle in truth.vesicles:
+                    for x, y, z in simulate_clicks(vesicle, truth.voxel_size, count=30, seed=vesicle['id']):
+                        handle.write(f"{x:.2f} {y:.2f} {z:.2f} {vesicle['id']}\n")
+                    handle.write('{:.2f} {:.2f} {:.2f} {} marker\n'.format(*vesicle['centre'], vesicle['id']))
+        points = self.run(ProtCryoSegImportMeshes, 'import user points', inputTomograms=self.tomograms,
+                          filesPath=folder, filesPattern='{TS}_points.txt', boxSize=32)
+        prot = self.run(ProtCryoSegModelWorkflow, 'directional model workflow', inputMeshes=points.meshes,
+                        cropping=60.0, inPlane=1, numberOfThreads=2)
+        for ts_id, table in read_coordinates(prot.coordinates).items():
+            truth = self.truths[ts_id]
+            for group in np.unique(table.group_ids):
+                mine = table.group_ids == group
+                vesicle = min(truth.vesicles, key=lambda v: np.linalg.norm(np.asarray(v['centre'])
+                                                                           - table.xyz[mine].mean(axis=0)))
+                normals, distance = vesicle_normals(vesicle, truth.voxel_size, table.xyz[mine])
+                angles = np.degrees(np.arccos(np.clip(np.sum(normals * table.matrices[mine, 2, :3], 1), -1, 1)))
+                print(f"  {ts_id} vesicle {vesicle['id']} ({vesicle['kind']}): {mine.sum()} cropping points, "
+                      f"normal error median {np.median(angles):.1f}° max {angles.max():.1f}°, "
+                      f"max distance to the membrane {np.abs(distance).max() * truth.voxel_size:.0f} Å")
+        self.figures.append(plots.save(protocol_figure(prot), os.path.join(self.report_dir,
+                                                                           '30_model_workflow.png')))
+        return prot
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--project', default=PROJECT_NAME, help='project name (replaced if it exists)')
@@ -88,6 +188,8 @@ def main(argv=None):
     demo.import_tomograms()
     demo.report_ground_truth()
     demo.make_masks()
+    demo.extract_and_average()
+    demo.model_workflow()
     print(f"\nProject: {demo.project.getPath()}")
     print(f"Report:  {demo.report_dir}")
     for figure in demo.figures:

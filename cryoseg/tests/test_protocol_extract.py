@@ -4,13 +4,12 @@ import os
 
 import numpy as np
 from pwem.emlib.image import ImageHandler
-from pyworkflow.protocol import STATUS_FINISHED
 from tomo.constants import BOTTOM_LEFT_CORNER
-from tomo.protocols import ProtImportCoordinates3D
 
-from cryoseg.convert import append_coordinates, tomograms_by_tsid
 from cryoseg.core.extract import fourier_crop, normalize
 from cryoseg.core.mrcio import read_volume, write_volume
+from cryoseg.core.orientation import matrix_from_normal, scipion_matrix
+from cryoseg.demo import register_coordinates
 from cryoseg.protocols import ProtCryoSegApplyAlignment, ProtCryoSegExtract
 from cryoseg.tests.base import CryoSegProjectTest
 
@@ -20,16 +19,6 @@ FACE_OFFSET = 3  # px from a face
 def bin2(volume):
     z, y, x = (n // 2 for n in volume.shape)
     return volume[:2 * z, :2 * y, :2 * x].reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5))
-
-
-def matrix_from_normal(normal):
-    """Scipion matrix whose rotation has the normal as third row (particle z axis = normal)."""
-    n = np.asarray(normal, float) / np.linalg.norm(normal)
-    tdrot = np.arctan2(n[0], n[1])
-    u = np.array([np.cos(tdrot), -np.sin(tdrot), 0.0])
-    matrix = np.eye(4)
-    matrix[:3, :3] = [u, np.cross(n, u), n]
-    return matrix
 
 
 def slab_means(box, reach=3, depth=(3, 9)):
@@ -79,7 +68,7 @@ class TestExtractProtocols(CryoSegProjectTest):
             ts: (xyz, None) for ts, xyz in cls.particleRows.items()}, box=20)
         # membrane proteins at their exact (sub-voxel) centres, oriented by their outward normal
         cls.proteinRows = {ts: (np.array([m['centre'] for m in truth.membrane_proteins], float),
-                                np.array([matrix_from_normal(m['normal']) for m in truth.membrane_proteins]))
+                                scipion_matrix(matrix_from_normal([m['normal'] for m in truth.membrane_proteins])))
                            for ts, truth in cls.truths.items()}
         cls.proteins = cls.registerCoordinates('phantom membrane proteins', cls.proteinRows, box=12)
 
@@ -100,22 +89,9 @@ class TestExtractProtocols(CryoSegProjectTest):
 
     @classmethod
     def registerCoordinates(cls, label, rowsByTsId, box):
-        """A real SetOfCoordinates3D output of a (not run) protocol of the project, filled from the
-        ground truth with cryoseg's bulk convert function: ``{tsId: (xyz, matrices or None)}``."""
-        prot = cls.newProtocol(ProtImportCoordinates3D, objLabel=label)
-        cls.proj.saveProtocol(prot)
-        prot.makePathsAndClean()
-        coords = prot._createSetOfCoordinates3D(cls.tomograms)
-        coords.setSamplingRate(cls.SAMPLING)
-        coords.setBoxSize(box)
-        for tsId, tomo in tomograms_by_tsid(cls.tomograms).items():
-            xyz, matrices = rowsByTsId[tsId]
-            append_coordinates(coords, tomo, xyz, matrices=matrices, group_ids=np.arange(len(xyz)) + 1)
-        coords.write()
-        prot._defineOutputs(outputCoordinates=coords)
-        prot.setStatus(STATUS_FINISHED)
-        cls.proj._storeProtocol(prot)
-        return prot.outputCoordinates
+        """A real SetOfCoordinates3D in the project, filled from the ground truth with cryoseg's bulk
+        convert function: ``{tsId: (xyz, matrices or None)}``."""
+        return register_coordinates(cls.proj, cls.tomograms, rowsByTsId, cls.SAMPLING, box, label)
 
     def subtomos(self, prot):
         return [s.clone() for s in prot.subtomograms.iterSubtomos()]
