@@ -177,6 +177,45 @@ class Demo:
         self.figures.append(plots.save(protocol_figure(prot), os.path.join(self.report_dir,
                                                                            '30_model_workflow.png')))
         return prot
+    def picking_consensus(self):
+        """Consensus (AND) of two pickings of the sample particles: the segmentation picker's output
+        when an earlier step set ``self.picked_coordinates``, else a jittered ground-truth picking
+        that misses 10 % of the particles; against a second jittered picking with false positives.
+        The report gets the viewer's vote histogram and slices, and the recall of the consensus."""
+        from scipy.spatial import cKDTree
+
+        from .convert import read_coordinates
+        from .protocols import ProtCryoSegPickingConsensus
+        from .viewers.viewer_consensus import consensus_figure
+
+        rng = np.random.default_rng(7)
+
+        def perturbed_picking(found_fraction, false_positives, label):
+            rows = {}
+            for ts_id, truth in self.truths.items():
+                centres = np.array([p['centre'] for p in truth.particles], float)
+                kept = centres[rng.random(len(centres)) < found_fraction]
+                extra = rng.uniform(10, np.array(truth.shape_xyz) - 10, (false_positives, 3))
+                rows[ts_id] = (np.concatenate([kept + rng.normal(0, 1.0, kept.shape), extra]), None)
+            return register_coordinates(self.project, self.tomograms, rows, SAMPLING, 32, label)
+
+        first = getattr(self, 'picked_coordinates', None)
+        if first is None:
+            first = perturbed_picking(0.9, 0, 'picking 1 (jittered ground truth)')
+        second = perturbed_picking(0.85, 5, 'picking 2 (jittered ground truth + false positives)')
+        prot = self.run(ProtCryoSegPickingConsensus, 'picking consensus', inputCoordinates=[first, second],
+                        consensusRadius=60.0, consensus=-1, outputDifference=True, differenceInput=2)
+        for line in prot.summary():
+            print(f"  {line}")
+        for ts_id, table in read_coordinates(prot.consensusCoordinates).items():
+            truth = np.array([p['centre'] for p in self.truths[ts_id].particles], float)
+            distance, _ = cKDTree(truth).query(table.xyz)
+            print(f"  {ts_id}: {np.sum(distance < 3)} of {len(table)} consensus picks within 3 voxels of a "
+                  f"true particle ({len(truth)} particles)")
+        self.figures.append(plots.save(consensus_figure(prot), os.path.join(self.report_dir,
+                                                                            '40_picking_consensus.png')))
+        return prot
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -190,6 +229,7 @@ def main(argv=None):
     demo.make_masks()
     demo.extract_and_average()
     demo.model_workflow()
+    demo.picking_consensus()
     print(f"\nProject: {demo.project.getPath()}")
     print(f"Report:  {demo.report_dir}")
     for figure in demo.figures:
