@@ -159,27 +159,6 @@ def read_subtomograms(subtomo_set):
             for ts_id, items in rows.items()}
 
 
-def read_coordinates_angstrom(coord_set):
-    """``{tsId: CoordinateTable}`` with ``xyz`` in Å from the tomogram origin.
-
-    Scipion stores positions relative to the tomogram origin in pixels of the set's sampling, so
-    stored × sampling is the physical position: sets of different samplings (binnings) of the same
-    tomograms compare directly.
-    """
-    sampling = coord_set.getSamplingRate()
-    tomos = coord_set.getPrecedentsInvolved()
-    return {ts_id: CoordinateTable(ts_id, (table.xyz + origin_offset_px(tomos[ts_id])) * sampling,
-                                   table.matrices, table.group_ids, table.scores, table.obj_ids)
-            for ts_id, table in read_coordinates(coord_set).items()}
-
-
-def append_coordinates_angstrom(coord_set, tomo, xyz_angstrom, matrices=None, group_ids=None, scores=None):
-    """Append coordinates given in Å from the tomogram origin, in the pixels of ``coord_set``'s
-    sampling (which must be set); the inverse of :func:`read_coordinates_angstrom`."""
-    stored = np.asarray(xyz_angstrom, float).reshape(-1, 3) / coord_set.getSamplingRate()
-    return append_coordinates(coord_set, tomo, stored - origin_offset_px(tomo), matrices, group_ids, scores)
-
-
 class _TaggingAppender:
     """Stands in for a set in :func:`append_coordinates`, attaching per-item Float attributes."""
 
