@@ -396,3 +396,13 @@ def simulate_clicks(vesicle, voxel_size, count=25, seed=0, scatter=0.5, band=0.7
     body = directions * radii
     return (np.asarray(vesicle['centre'], float) + body @ np.asarray(vesicle['axes'], float)
             + rng.normal(0, scatter, body.shape))
+
+
+def vesicle_normals(vesicle, voxel_size, positions):
+    """Outward unit normals of a ground-truth vesicle (``truth.vesicles`` entry) at ``positions`` and
+    their signed distances (px, along the ray from the centre) to its mid-membrane surface."""
+    surface = geometry.EllipsoidModel(np.asarray(vesicle['centre'], float),
+                                      np.asarray(vesicle['radii'], float) / voxel_size,
+                                      np.asarray(vesicle['axes'], float))
+    positions = np.asarray(positions, float).reshape(-1, 3)
+    return surface.normals_at(positions), surface.distances(positions)

@@ -5,22 +5,11 @@ import os
 import numpy as np
 
 from cryoseg import convert
-from cryoseg.core.model_workflow import simulate_clicks
+from cryoseg.core.model_workflow import simulate_clicks, vesicle_normals
 from cryoseg.protocols import ProtCryoSegImportMeshes, ProtCryoSegModelWorkflow
 from cryoseg.tests.base import CryoSegProjectTest
 
 SPACING = 60.0  # Å
-
-
-def true_normals(vesicle, voxel_size, positions):
-    """Outward normals and signed distance (px) of positions to a ground-truth vesicle."""
-    axes = np.asarray(vesicle['axes'], float)
-    radii = np.asarray(vesicle['radii'], float) / voxel_size
-    body = (positions - np.asarray(vesicle['centre'], float)) @ axes.T
-    normals = (body / radii ** 2) @ axes
-    scaled = np.linalg.norm(body / radii, axis=1)
-    distance = (scaled - 1) * np.linalg.norm(body, axis=1) / scaled
-    return normals / np.linalg.norm(normals, axis=1, keepdims=True), distance
 
 
 class TestModelWorkflowProtocol(CryoSegProjectTest):
@@ -91,7 +80,7 @@ class TestModelWorkflowProtocol(CryoSegProjectTest):
                 positions = table.xyz[inGroup]
                 centres = [np.linalg.norm(np.asarray(v['centre']) - positions.mean(axis=0)) for v in truth.vesicles]
                 vesicle = truth.vesicles[int(np.argmin(centres))]
-                normals, distance = true_normals(vesicle, truth.voxel_size, positions)
+                normals, distance = vesicle_normals(vesicle, truth.voxel_size, positions)
                 self.assertLess(np.abs(distance).max(), 1.5, f'{tsId} group {groupId}: off the membrane')
                 angles = np.degrees(np.arccos(np.clip(np.sum(normals * table.matrices[inGroup, 2, :3], 1), -1, 1)))
                 # 40 clicks on central slices: the poles are extrapolated, hence the looser maximum
