@@ -15,7 +15,8 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfCoordinates3D
 from tomo.protocols import ProtTomoBase
 
-from ..convert import append_coordinates_angstrom, read_coordinates_angstrom, tomograms_by_tsid
+from ..convert import (append_coordinates_angstrom, precedents_pointer, read_coordinates_angstrom,
+                       tomograms_by_tsid)
 from ..core.consensus import Picks, consensus, remove_duplicates
 from ..core.errors import CryoSegInputError
 
@@ -58,7 +59,7 @@ class ProtCryoSegConsensusBase(EMProtocol, ProtTomoBase):
         shaped like ``template`` (its pixels, box size, sampling and tomograms), and the tsIds left
         out because the template's tomograms do not include them."""
         tomos = tomograms_by_tsid(template.getPrecedents())
-        output = self._createSetOfCoordinates3D(template.getPrecedents(), f'_{name}')
+        output = self._createSetOfCoordinates3D(precedents_pointer(template), f'_{name}')
         output.setSamplingRate(template.getSamplingRate())
         output.setBoxSize(template.getBoxSize())
         skipped = []
