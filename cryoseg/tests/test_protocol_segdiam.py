@@ -36,6 +36,8 @@ class TestSegDiamPickProtocol(CryoSegProjectTest):
         cls.plain = cls.runProtocol(ProtCryoSegSegDiamPick, inputTomograms=cls.tomograms, numberOfThreads=2)
         cls.masked = cls.runProtocol(ProtCryoSegSegDiamPick, inputTomograms=cls.tomograms, inputMasks=cls.masks,
                                      clustering=1, numberOfThreads=2)
+        cls.nothing = cls.runProtocol(ProtCryoSegSegDiamPick, inputTomograms=cls.tomograms, minDiameter=900.0,
+                                      maxDiameter=1000.0)
 
     def particleTruth(self, tsId):
         return np.array([p['centre'] for p in self.truths[tsId].particles])
@@ -75,7 +77,22 @@ class TestSegDiamPickProtocol(CryoSegProjectTest):
             self.assertTrue(np.all(np.linalg.norm(table.xyz[:, None] - truth[None], axis=2).min(axis=1) < 1.0))
 
     def test_no_estimate_is_a_message_not_a_crash(self):
-        prot = self.runProtocol(ProtCryoSegSegDiamPick, inputTomograms=self.tomograms, minDiameter=900.0,
-                                maxDiameter=1000.0)
+        prot = self.nothing
         self.assertFalse(hasattr(prot, 'coordinates') or hasattr(prot, 'boxSize'))
         self.assertTrue(any('No size estimate' in line for line in prot.summary()))
+
+    def test_viewer_figure_headless(self):
+        import matplotlib
+        matplotlib.use('Agg')
+        from matplotlib.patches import Circle
+
+        from cryoseg.viewers.viewer_segdiam import CryoSegSegDiamViewer, protocol_figure
+        figure = protocol_figure(self.plain)
+        histogram, *slices = figure.axes[:3]
+        self.assertIn('mask diameter', ' '.join(t.get_text() for t in histogram.get_legend().get_texts()))
+        circles = [p for ax in slices for p in ax.patches if isinstance(p, Circle)]
+        self.assertGreater(len(circles), 0)
+        self.assertTrue(all(r <= 9.5 for r in (c.radius for c in circles)))  # ≤ half the ~185 Å diameter
+        self.assertIn(ProtCryoSegSegDiamPick, CryoSegSegDiamViewer._targets)
+        empty = protocol_figure(self.nothing)
+        self.assertIn('No size estimate', empty.axes[0].get_title())
