@@ -117,6 +117,48 @@ def binned_shape(shape):
     return tuple((n + 1) // 2 for n in shape)
 
 
+def _binning_weights():
+    """Taps at offsets −2..3 of "Gaussian σ = 0.5 then mean of the pair (2i, 2i+1)" along one axis."""
+    offsets = np.arange(-2, 3)
+    gaussian = np.exp(-0.5 * (offsets / _BIN_SIGMA) ** 2)
+    gaussian /= gaussian.sum()
+    return gaussian, (np.append(gaussian, 0) + np.insert(gaussian, 0, 0)) / 2
+
+
+_GAUSSIAN_TAPS, _PAIR_TAPS = _binning_weights()
+
+
+def _bin_axis(block, axis):
+    """Gaussian σ = 0.5 (mirror borders) along ``axis``, then the mean of each pair of planes; an odd
+    length gets one edge-replicated smoothed plane first. Computed as one 6-tap stride-2 filter, so
+    each axis pass only produces (and the next pass only reads) the binned planes."""
+    length = block.shape[axis]
+    if length < 6:  # too short for a single mirror reflection: let scipy handle the borders
+        smoothed = ndimage.gaussian_filter1d(block, _BIN_SIGMA, axis=axis, mode='mirror')
+        if length % 2:
+            smoothed = np.concatenate([smoothed, smoothed.take([-1], axis)], axis)
+        even, odd = (smoothed.take(range(first, smoothed.shape[axis], 2), axis) for first in (0, 1))
+        return (even + odd) * np.float32(0.5)
+    padded = np.pad(block, [(2, 3) if a == axis else (0, 0) for a in range(block.ndim)], mode='reflect')
+    pairs = length // 2
+
+    def planes(first, count, step):
+        return padded[(slice(None),) * axis + (slice(first, first + step * (count - 1) + 1, step),)]
+
+    out = np.zeros(block.shape[:axis] + ((length + 1) // 2,) + block.shape[axis + 1:], np.float32)
+    paired = out[(slice(None),) * axis + (slice(0, pairs),)]
+    term = np.empty_like(paired)
+    for offset in range(3):  # the taps are symmetric: weight the sum of each mirrored pair once
+        np.add(planes(offset, pairs, 2), planes(5 - offset, pairs, 2), out=term)
+        term *= np.float32(_PAIR_TAPS[offset])
+        paired += term
+    if length % 2:  # the last plane pairs with its own replica: the smoothed plane itself
+        last = out[(slice(None),) * axis + (slice(pairs, pairs + 1),)]
+        for offset, weight in enumerate(_GAUSSIAN_TAPS):
+            last += np.float32(weight) * planes(length - 1 + offset, 1, 1)
+    return out
+
+
 def bin2(volume, slab=32):
     """Bin by 2 as ``skimage.transform.resize(anti_aliasing=True)`` does for even sizes: Gaussian
     σ = 0.5 (mirror borders) then 2×2×2 block means. Odd sizes are padded by one edge-replicated plane.
@@ -132,14 +174,8 @@ def bin2(volume, slab=32):
         lo, hi = max(start - reach, 0), min(stop + reach, depth)
         block = np.asarray(volume[lo:hi], dtype=np.float32)
         _check_finite(block, lo)
-        smoothed = ndimage.gaussian_filter(block, _BIN_SIGMA, mode='mirror')[start - lo:stop - lo]
-        odd = [(0, n % 2) for n in smoothed.shape]
-        if any(pad for _, pad in odd):
-            smoothed = np.pad(smoothed, odd, mode='edge')
-        for axis in range(3):  # pairwise sums in a fixed order, so every slab size gives the same bits
-            smoothed = np.add(smoothed.take(range(0, smoothed.shape[axis], 2), axis),
-                              smoothed.take(range(1, smoothed.shape[axis], 2), axis))
-        out[part.write] = smoothed * np.float32(0.125)
+        binned = _bin_axis(block, 0)[(start - lo) // 2:(start - lo) // 2 + len(out[part.write])]
+        out[part.write] = _bin_axis(_bin_axis(binned, 1), 2)
     _check_not_constant(float(out.min()), float(out.max()))
     return out
 

@@ -53,12 +53,16 @@ def test_binning_equals_skimage_resize_for_even_shapes(noise):
     np.testing.assert_allclose(statmask.bin2(noise, slab=7), expected, atol=1e-6)
 
 
-def test_binning_of_odd_shapes_replicates_the_edge():
-    volume = np.random.default_rng(2).standard_normal((9, 10, 11)).astype(np.float32)
-    binned = statmask.bin2(volume)
-    assert binned.shape == (5, 5, 6)
-    smoothed = ndimage.gaussian_filter(volume, 0.5, mode='mirror')
-    np.testing.assert_allclose(binned[4, 0, 5], smoothed[8, 0:2, 10].mean(), atol=1e-6)
+@pytest.mark.parametrize('shape', [(9, 10, 11), (4, 5, 7), (3, 2, 6)])
+def test_binning_of_odd_and_short_shapes_replicates_the_edge(shape):
+    volume = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    smoothed = ndimage.gaussian_filter(volume.astype(np.float64), 0.5, mode='mirror')
+    padded = np.pad(smoothed, [(0, n % 2) for n in shape], mode='edge')
+    z, y, x = (n // 2 for n in padded.shape)
+    expected = padded.reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5))
+    binned = statmask.bin2(volume, slab=1)
+    assert binned.shape == tuple((n + 1) // 2 for n in shape)
+    np.testing.assert_allclose(binned, expected, atol=1e-6)
 
 
 def test_local_std_equals_the_explicit_window(noise):
