@@ -50,7 +50,7 @@ class PickSettings:
     contrast: str = 'dark'  # particles darker ('dark', as reconstructed) or brighter than the ice
     lowpass: float = 60.0  # Å: Gaussian low-pass whose transfer is 1/2 at this resolution
     threshold: str = 'kmeans'  # 'kmeans' (policy) or 'otsu'
-    foreground_fraction: float = 0.05  # target of the k-means threshold choice (SIMPLE: 0.17, 2-D)
+    foreground_fraction: float = 0.10  # target of the k-means threshold choice (SIMPLE: 0.17, 2-D)
     estimator: str = 'equal_volume'  # or 'policy'
     in_plane: bool = True  # gate and report the in-plane (xy) diameter rather than the 3-D one
     diameter_range: tuple = (20.0, 500.0)  # Å, SIMPLE's MOLDIAMS_PICK

@@ -82,7 +82,7 @@ class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
                       expertLevel=params.LEVEL_ADVANCED, label='Rejection z-score',
                       help='A size cluster is rejected when its mean diameter or its (small) population '
                            'lies this many robust standard deviations from the median (SIMPLE: 2.0).')
-        form.addParam('foregroundFraction', params.FloatParam, default=0.05, validators=[params.Range(0.001, 0.9)],
+        form.addParam('foregroundFraction', params.FloatParam, default=0.10, validators=[params.Range(0.001, 0.9)],
                       expertLevel=params.LEVEL_ADVANCED, label='Foreground fraction target',
                       help='The threshold is the k-means cluster boundary whose foreground fraction is '
                            'closest to this value (SIMPLE uses 0.17 on micrographs; tomograms hold far '
