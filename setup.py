@@ -32,6 +32,9 @@ setup(
     ],
     extras_require={
         'test': ['pytest>=7', 'hypothesis>=6'],
+        # Learned detectors and masks (cryoseg.learn). Install a CPU or CUDA build of torch first
+        # (e.g. `pip install torch==2.13.0`) so this range does not pull a different build.
+        'ml': ['torch>=2.8', 'monai>=1.5,<1.7'],
     },
     entry_points={
         'pyworkflow.plugin': ['cryoseg = cryoseg'],
