@@ -2,5 +2,5 @@
 from .viewer_subtomograms import CryoSegSubtomogramViewer
 from .viewer_make_mask import CryoSegMakeMaskViewer
 from .viewer_consensus import CryoSegConsensusViewer
-from .viewer_model_workflow import CryoSegModelWorkflowViewer
 from .viewer_segdiam import CryoSegSegDiamViewer
+from .viewer_model_workflow import CryoSegModelWorkflowViewer
