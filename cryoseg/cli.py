@@ -330,7 +330,7 @@ def _add_segdiam_pick(subparsers):
 def _run_segdiam_pick(args):
     import numpy as np
 
-    from .core.mrcio import open_volume, read_volume
+    from .core.mrcio import open_volume, read_volume, require_tomogram
     from .core.segdiam import (PickSettings, SizeEstimate, components_table, estimate_particle_size,
                                gate_diameters, pick_components)
 
@@ -341,12 +341,16 @@ def _run_segdiam_pick(args):
     picked, pixel_sizes = {}, set()
     for index, path in enumerate(args.tomograms):
         mask = read_volume(args.mask[index], dtype='uint8')[0] if args.mask else None
+        require_tomogram(path)
         with open_volume(path) as (data, info):
             pixel_size = args.angpix or info.voxel_size[0]
             if not pixel_size or pixel_size <= 0:
                 raise CryoSegInputError(f'{path}: the header holds no pixel size; give --angpix')
             name = os.path.splitext(os.path.basename(path))[0]
-            picked[name] = pick_components(data, pixel_size, settings, mask=mask)
+            try:
+                picked[name] = pick_components(data, pixel_size, settings, mask=mask)
+            except CryoSegInputError as err:
+                raise CryoSegInputError(f'{path}: {err}') from None
         pixel_sizes.add(round(pixel_size, 4))
         print(f"{name}: {len(picked[name])} blobs in {args.diameter_range[0]:g}-{args.diameter_range[1]:g} Å")
     if len(pixel_sizes) > 1:

@@ -13,7 +13,7 @@ from tomo.constants import SCIPION
 from pwem.objects import Transform
 from tomo.objects import Coordinate3D, SubTomogram, TomoMask
 
-from .core.mrcio import open_volume, read_info
+from .core.mrcio import open_volume, read_info, require_tomogram
 
 
 def tomogram_path(image):
@@ -22,7 +22,9 @@ def tomogram_path(image):
 
 
 def open_tomogram(tomo):
-    """Memory-map a tomogram: a context manager yielding ``(data[z, y, x], VolumeInfo)``."""
+    """Memory-map a tomogram: a context manager yielding ``(data[z, y, x], VolumeInfo)``; a file that
+    is not a 3-D volume raises :class:`MrcError`."""
+    require_tomogram(tomogram_path(tomo))
     return open_volume(tomogram_path(tomo))
 
 

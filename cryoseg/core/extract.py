@@ -94,6 +94,9 @@ def plan_boxes(shape_zyx, positions_xyz, settings):
     positions = np.asarray(positions_xyz, float).reshape(-1, 3)
     if not np.all(np.isfinite(positions)):
         raise CryoSegInputError('some particle positions are not finite numbers')
+    if len(shape_zyx) != 3 or settings.box > min(shape_zyx):
+        raise CryoSegInputError(f"the box ({settings.box} px) is larger than the tomogram "
+                                f"({' x '.join(map(str, shape_zyx[::-1]))} px): choose a smaller box")
     centres = np.floor(positions + 0.5).astype(np.int64)
     lower = centres - settings.box // 2
     size_xyz = np.asarray(shape_zyx[::-1])

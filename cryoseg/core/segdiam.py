@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from .checks import check_volume_values
 from .clustering import calc_stats, find_magic_box, hac_1d_fast, mad_gau, nint, sortmeans
 from .errors import CryoSegInputError
 
@@ -208,6 +209,7 @@ def pick_components(volume, voxel_size, settings=PickSettings(), mask=None, gate
         raise CryoSegInputError(f'segdiam picking needs a 2-D image or a 3-D volume, not shape {volume.shape}')
     if mask is not None and np.shape(mask) != volume.shape:
         raise CryoSegInputError(f'the mask shape {np.shape(mask)} differs from the volume shape {volume.shape}')
+    check_volume_values(volume)
     out_shape, scale = working_grid(volume.shape, voxel_size, settings.working_size)
     working_size = float(voxel_size * np.mean(scale))
     work = _to_working(volume, scale, out_shape)

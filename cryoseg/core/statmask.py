@@ -16,6 +16,7 @@ import os
 import numpy as np
 from scipy import ndimage
 
+from .checks import check_finite, check_not_constant, check_volume_shape, check_volume_values
 from .errors import CryoSegInputError
 from .mrcio import open_volume, write_volume
 from .slabs import iter_slabs
@@ -33,40 +34,6 @@ _BIN_SIGMA = 0.5  # anti-aliasing Gaussian of skimage.transform.resize for a fac
 def _gaussian_reach(sigma):
     """Voxels scipy's Gaussian filter reads on each side (its default truncate of 4σ)."""
     return int(4.0 * sigma + 0.5)
-
-
-# ------------------------------------------------------------------------------------------ checks
-def check_volume_shape(shape):
-    if len(shape) != 3 or min(shape) < 2:
-        raise CryoSegInputError(
-            f"a tomogram must be a 3-D volume, but this data has shape {tuple(reversed(shape))} (x, y, z); "
-            "a 2-D image or a single slice cannot be masked")
-
-
-def _check_finite(block, first_plane):
-    finite = np.isfinite(block)
-    if not finite.all():
-        bad = np.argwhere(~finite)[0]
-        raise CryoSegInputError(
-            f"the tomogram has {int(block.size - finite.sum())} or more NaN or infinite voxels (the first at "
-            f"x={bad[2]}, y={bad[1]}, z={first_plane + bad[0]}); repair or re-reconstruct it before masking")
-
-
-def check_volume_values(volume, slab=64):
-    """Raise a clear error for NaN/Inf voxels or a constant volume; scans the volume slab by slab."""
-    check_volume_shape(volume.shape)
-    low, high = np.inf, -np.inf
-    for part in iter_slabs(volume.shape[0], slab):
-        block = np.asarray(volume[part.read])
-        _check_finite(block, part.read.start)
-        low, high = min(low, float(block.min())), max(high, float(block.max()))
-    _check_not_constant(low, high)
-
-
-def _check_not_constant(low, high):
-    if high <= low:
-        raise CryoSegInputError(f"the tomogram is constant (every voxel equals {low:g}): there is no specimen "
-                                "to mask; check that the right file was given")
 
 
 def side_from_angstrom(side_angstrom, voxel_size):
@@ -173,10 +140,10 @@ def bin2(volume, slab=32):
         start, stop = 2 * part.write.start, min(2 * part.write.stop, depth)
         lo, hi = max(start - reach, 0), min(stop + reach, depth)
         block = np.asarray(volume[lo:hi], dtype=np.float32)
-        _check_finite(block, lo)
+        check_finite(block, lo)
         binned = _bin_axis(block, 0)[(start - lo) // 2:(start - lo) // 2 + len(out[part.write])]
         out[part.write] = _bin_axis(_bin_axis(binned, 1), 2)
-    _check_not_constant(float(out.min()), float(out.max()))
+    check_not_constant(float(out.min()), float(out.max()))
     return out
 
 
