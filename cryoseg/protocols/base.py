@@ -1,16 +1,23 @@
-"""Shared machinery of cryoseg protocols: one independent chain of steps per tomogram.
+"""Shared machinery of cryoseg protocols.
 
-Subclasses implement ``processTomogram(tsId)`` (the work; files go under ``self._getExtraPath()``) and
+:class:`ProtCryoSegBase` (every cryoseg protocol): inputs without a pixel size are refused in the form,
+and a :class:`CryoSegInputError` raised by a step fails the run with its message only (a user mistake,
+not a defect: no traceback).
+
+:class:`ProtCryoSegPerTomogram`: one independent chain of steps per tomogram. Subclasses implement
+``processTomogram(tsId)`` (the work; files go under ``self._getExtraPath()``) and
 ``registerTomogram(tsId)`` (append the results to the outputs with :meth:`_appendToOutput`). Each
 tomogram runs in its own step chain, in parallel with the form's threads; the close step waits for
 all of them (scipion.md §5). A tomogram whose processing raises is recorded with its message and
 skipped, the others go on; the run fails only when every tomogram failed.
 """
+import functools
 import json
 import logging
 import traceback
 
 from pwem.protocols import EMProtocol
+from pyworkflow.exceptions import PyworkflowException
 from pyworkflow.object import Set, String
 from pyworkflow.protocol import STEPS_PARALLEL
 from pyworkflow.utils.retry_streaming import retry_on_sqlite_lock
@@ -21,9 +28,45 @@ from ..core.errors import CryoSegInputError
 logger = logging.getLogger(__name__)
 
 
-class ProtCryoSegPerTomogram(EMProtocol, ProtTomoBase):
-    """Base class (not a protocol users see) for per-tomogram parallel processing."""
+def _failingCleanlyOnInputErrors(step):
+    """``step`` with a CryoSegInputError turned into the exception pyworkflow reports without a
+    traceback; the name is kept, so continuing a run still recognises its finished steps."""
+    @functools.wraps(step)
+    def run(*args):
+        try:
+            return step(*args)
+        except CryoSegInputError as err:
+            raise PyworkflowException(str(err)) from None
+    return run
+
+
+class ProtCryoSegBase(EMProtocol, ProtTomoBase):
+    """Base class (not a protocol users see) of every cryoseg protocol."""
     _label = None  # abstract: not listed in the GUI
+
+    def _insertFunctionStep(self, func, *funcArgs, **kwargs):
+        if isinstance(func, str):
+            func = getattr(self, func)
+        return super()._insertFunctionStep(_failingCleanlyOnInputErrors(func), *funcArgs, **kwargs)
+
+    def validate(self):
+        return super().validate() + self._samplingErrors()
+
+    def _samplingErrors(self):
+        """Inputs whose pixel size is set but not positive (e.g. tomograms imported with 0 Å/px)."""
+        errors = []
+        for name, pointer in self.iterInputAttributes():
+            sampling = getattr(pointer.get(), 'getSamplingRate', lambda: None)()
+            if sampling is not None and not sampling > 0:
+                label = self.getParam(name).label.get()
+                errors.append(f'*{label}* have a pixel size of {sampling} Å/px: import them again with '
+                              'their real pixel size (sampling rate).')
+        return errors
+
+
+class ProtCryoSegPerTomogram(ProtCryoSegBase):
+    """Base class (not a protocol users see) for per-tomogram parallel processing."""
+    _label = None
     stepsExecutionMode = STEPS_PARALLEL
 
     def __init__(self, **kwargs):

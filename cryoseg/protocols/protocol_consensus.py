@@ -8,17 +8,16 @@ import json
 import logging
 
 import numpy as np
-from pwem.protocols import EMProtocol
 from pyworkflow.object import String
 from pyworkflow.protocol import params
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfCoordinates3D
-from tomo.protocols import ProtTomoBase
 
 from ..convert import (append_coordinates_angstrom, precedents_pointer, read_coordinates_angstrom,
                        tomograms_by_tsid)
 from ..core.consensus import Picks, consensus, remove_duplicates
 from ..core.errors import CryoSegInputError
+from .base import ProtCryoSegBase
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def _voted_rows(clusters):
     return clusters.xyz, clusters.matrices, clusters.group_ids, clusters.votes
 
 
-class ProtCryoSegConsensusBase(EMProtocol, ProtTomoBase):
+class ProtCryoSegConsensusBase(ProtCryoSegBase):
     """Shared output writing (not a protocol users see)."""
     _label = None
 

@@ -10,6 +10,7 @@ from pyworkflow.protocol import params
 from tomo.objects import SetOfSubTomograms
 
 from .. import convert
+from ..core.errors import CryoSegInputError
 from ..core.extract import ExtractionSettings, Extractor, rescale_positions
 from ..core.mrcio import write_volume
 from ..core.transform import extraction_matrix
@@ -202,6 +203,8 @@ class ProtCryoSegExtract(ProtCryoSegPerTomogram):
         coordSet = self.inputCoordinates.get()
         if coordSet is None or (self.tomoSource.get() == OTHER_TOMOGRAMS and self.inputTomograms.get() is None):
             return errors  # the form reports missing inputs itself
+        if not coordSet.getSize():
+            return ['The input coordinates set is empty: there is nothing to extract.']
         picked = set(coordSet.getTSIds())
         tomos = self._extractionTomograms()
         if not picked & set(tomos):
@@ -215,6 +218,12 @@ class ProtCryoSegExtract(ProtCryoSegPerTomogram):
                 errors.append(f'The box ({box} px) is larger than tomogram {tsId} '
                               f'({dims[0]}x{dims[1]}x{dims[2]} px).')
                 break
+        sampling = next(iter(tomos.values())).getSamplingRate() if tomos else 0
+        if box and sampling > 0:
+            try:
+                self._settings(sampling)
+            except CryoSegInputError as err:
+                errors.append(f'{err}.')
         return errors
 
     def _warnings(self):

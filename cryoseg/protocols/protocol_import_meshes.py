@@ -9,13 +9,12 @@ import re
 import numpy as np
 from pyworkflow.object import String
 from pyworkflow.protocol import params
-from pwem.protocols import EMProtocol
 from tomo.objects import SetOfMeshes
-from tomo.protocols import ProtTomoBase
 
 from .. import convert
 from ..core.errors import CryoSegInputError
 from ..core.model_workflow import read_user_points
+from .base import ProtCryoSegBase
 
 UNITS = ['pixels', 'angstrom']
 ORIGINS = ['first voxel is 0', 'first voxel is 1', 'tomogram centre is 0']
@@ -31,7 +30,7 @@ def pattern_regex(pattern):
         re.compile(translated[0] + r'\Z')
 
 
-class ProtCryoSegImportMeshes(EMProtocol, ProtTomoBase):
+class ProtCryoSegImportMeshes(ProtCryoSegBase):
     """Imports the points you clicked on membranes, vesicles or filaments (the "user points" of Dynamo)
     from text files, so that "directional model workflow" can turn them into oriented particles.
 
@@ -140,6 +139,7 @@ class ProtCryoSegImportMeshes(EMProtocol, ProtTomoBase):
                 table.append(dict(tsId=tsId, label=label, groupId=groupId, points=count,
                                   markers=sum(1 for _, lab, role in rows if lab == label) - count))
             xyz = self._toBottomLeftPixels(np.array([r[0] for r in rows], float), tomo)
+            _checkInside(tsId, xyz, tomo.getDim())
             convert.append_mesh_points(meshes, tomo, xyz, [ids[r[1]] for r in rows], [r[2] for r in rows])
             self.info(f'{tsId}: {len(rows)} points in {len(labels)} group(s)')
         meshes.setNumberOfMeshes(groupId)
@@ -191,6 +191,17 @@ def _tsIdOfName(name, tomograms):
         return name
     stem = os.path.splitext(os.path.basename(name))[0]
     return stem if stem in tomograms else name
+
+
+def _checkInside(tsId, xyz, dims):
+    """Points outside the tomogram mean wrong units, pixel size or origin: refuse them all."""
+    outside = np.any((xyz < -0.5) | (xyz > np.asarray(dims, float) - 0.5), axis=1)
+    if outside.any():
+        first = ', '.join(f'{v:.1f}' for v in xyz[outside][0])
+        raise CryoSegInputError(
+            f'{tsId}: {int(outside.sum())} of {len(xyz)} points lie outside the tomogram '
+            f'({dims[0]} x {dims[1]} x {dims[2]} px; the first at x, y, z = {first} px): check the units, '
+            'the pixel size of the points and the coordinate origin')
 
 
 def _naturalKey(label):

@@ -214,7 +214,23 @@ class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
         if self.minDiameter.get() is not None and self.maxDiameter.get() is not None \
                 and not 0 <= self.minDiameter.get() < self.maxDiameter.get():
             errors.append('The diameter range needs 0 <= min < max (Å).')
-        return errors
+        return errors + self._maskErrors()
+
+    def _maskErrors(self):
+        """Masks must have the size and pixel size of the tomograms they belong to."""
+        tomos, masks = self.inputTomograms.get(), self.inputMasks.get()
+        if tomos is None or masks is None:
+            return []
+        masksByTsId = convert.tomograms_by_tsid(masks)
+        for tsId, tomo in convert.tomograms_by_tsid(tomos).items():
+            mask = masksByTsId.get(tsId)
+            if mask is not None and (tuple(mask.getDim()) != tuple(tomo.getDim())
+                                     or abs(mask.getSamplingRate() - tomo.getSamplingRate()) > 1e-3):
+                return [f'The mask of {tsId} ({"x".join(map(str, mask.getDim()))} px at '
+                        f'{mask.getSamplingRate():g} Å/px) does not match its tomogram '
+                        f'({"x".join(map(str, tomo.getDim()))} px at {tomo.getSamplingRate():g} Å/px): '
+                        'use masks made on these tomograms.']
+        return []
 
     def _warnings(self):
         masks = self.inputMasks.get()

@@ -16,6 +16,7 @@ def noise_volume(seed=0, shape=SHAPE_ZYX):
 
 
 def write_mrc(path, data, voxel_size=10.0):
+    os.makedirs(os.path.dirname(os.path.abspath(str(path))), exist_ok=True)
     with mrcfile.new(str(path), overwrite=True) as mrc:
         mrc.set_data(np.asarray(data, np.float32))
         mrc.voxel_size = voxel_size
