@@ -131,13 +131,15 @@ class ProtCryoSegPerTomogram(ProtCryoSegBase):
             self.failedTomograms.set(json.dumps(failures))
             self._store(self.failedTomograms)
 
-    def _appendToOutput(self, name, create, fill):
+    def _appendToOutput(self, name, create, fill, tsId):
         """Under the protocol lock, get the output ``name`` (or ``create()`` and register it as an
-        open set derived from the input), let ``fill(outputSet)`` append items, and save it."""
+        open set derived from the input), let ``fill(outputSet)`` append the items of tomogram
+        ``tsId``, and save it. An output that already holds ``tsId`` is left as it is: a continued
+        run repeats the registration step of a tomogram when it was stopped during that step."""
         with self._lock:
-            retry_on_sqlite_lock(log=logger)(self._appendToOutputUnlocked)(name, create, fill)
+            retry_on_sqlite_lock(log=logger)(self._appendToOutputUnlocked)(name, create, fill, tsId)
 
-    def _appendToOutputUnlocked(self, name, create, fill):
+    def _appendToOutputUnlocked(self, name, create, fill, tsId):
         output = getattr(self, name, None)
         if output is None:
             output = create()
@@ -146,11 +148,21 @@ class ProtCryoSegPerTomogram(ProtCryoSegBase):
             output.write()
             self._defineOutputs(**{name: output})
             self._defineSourceRelation(self._sourceOfOutputs(), output)
+        elif tsId in self._tsIdsIn(output):
+            logger.info(f"{tsId} is already in {name}: not added again")
+            return
         else:
             output.enableAppend()
             fill(output)
             output.write()
         self._store(output)
+
+    @staticmethod
+    def _tsIdsIn(output):
+        """tsIds of the items of an output set; subtomograms carry it in their volName (cryoseg's rule)."""
+        if hasattr(output, 'getTSIds'):
+            return set(output.getTSIds())
+        return set(output.getUniqueValues('_volName'))
 
     def _failureSummary(self):
         return [f"Failed {tsId}: {message}" for tsId, message in self.getFailures().items()]

@@ -81,7 +81,7 @@ class ProtCryoSegApplyAlignment(ProtCryoSegPerTomogram):
                     aligned.setTransform(None)  # the identity
                     output.append(aligned)
 
-        self._appendToOutput(self.OUTPUT_SUBTOMOGRAMS, create, fill)
+        self._appendToOutput(self.OUTPUT_SUBTOMOGRAMS, create, fill, tsId)
 
     def closeOutputStep(self):
         average = RunningAverage()

@@ -183,7 +183,7 @@ class ProtCryoSegExtract(ProtCryoSegPerTomogram):
                 output.append(convert.make_subtomogram(coords[int(objId)], str(path), float(result['sampling']),
                                                        matrix, tsId, tomo.getAcquisition()))
 
-        self._appendToOutput(self.OUTPUT_NAME, create, fill)
+        self._appendToOutput(self.OUTPUT_NAME, create, fill, tsId)
 
     # ----------------------------------------------------------------------------------- bookkeeping
     def getSkipped(self):

@@ -198,7 +198,7 @@ class ProtCryoSegMakeMask(ProtCryoSegPerTomogram):
         def fill(output):
             output.append(convert.make_tomo_mask(self._tomograms()[tsId], self._maskPath(tsId)))
 
-        self._appendToOutput(self.OUTPUT_NAME, create, fill)
+        self._appendToOutput(self.OUTPUT_NAME, create, fill, tsId)
 
     # ----------------------------------------------------------------------------------- bookkeeping
     def getMaskStats(self):

@@ -186,7 +186,7 @@ class ProtCryoSegModelWorkflow(ProtCryoSegPerTomogram):
                 return coords
 
             self._appendToOutput(self.OUTPUT_NAME, create, lambda coords: convert.append_coordinates(
-                coords, tomo, result['positions'], result['matrices'], result['group_ids'], result['scores']))
+                coords, tomo, result['positions'], result['matrices'], result['group_ids'], result['scores']), tsId)
         if len(result['failed_groups']):
             self._registerFailedGroups(tsId, tomo, set(result['failed_groups'].tolist()))
 
@@ -202,7 +202,7 @@ class ProtCryoSegModelWorkflow(ProtCryoSegPerTomogram):
             return meshes
 
         self._appendToOutput(self.FAILED_NAME, create, lambda meshes: convert.append_mesh_points(
-            meshes, tomo, table.xyz[keep], table.group_ids[keep], np.asarray(roles)[keep]))
+            meshes, tomo, table.xyz[keep], table.group_ids[keep], np.asarray(roles)[keep]), tsId)
 
     # ----------------------------------------------------------------------------------- info
     def _validate(self):

@@ -205,7 +205,7 @@ class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
             convert.append_coordinates_with_values(output, tomo, kept.xyz, scores=kept.score,
                                                    values={DIAMETER_ATTRIBUTE: kept.diameter})
 
-        self._appendToOutput(self.OUTPUT_NAME, create, fill)
+        self._appendToOutput(self.OUTPUT_NAME, create, fill, tsId)
         self.info(f"{tsId}: {len(kept)} of {len(found)} blobs in the accepted range")
 
     # ----------------------------------------------------------------------------------- info
