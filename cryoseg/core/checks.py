@@ -1,5 +1,6 @@
-"""Checks of volume data shared by the algorithms: a message a microscopist understands for
-unusable tomograms (wrong dimensionality, NaN/Inf voxels, constant data), read slab by slab."""
+"""Checks of input data shared by the algorithms, with a message a microscopist understands:
+unusable tomograms (wrong dimensionality, NaN/Inf voxels, constant data; read slab by slab) and
+position lists that are not finite (x, y, z) triples."""
 import numpy as np
 
 from .errors import CryoSegInputError
@@ -39,3 +40,14 @@ def check_volume_values(volume, slab=64):
         check_finite(block, part.read.start)
         low, high = min(low, float(block.min())), max(high, float(block.max()))
     check_not_constant(low, high)
+
+
+def as_positions(values, what='positions'):
+    """``values`` as an (n, 3) float array of finite (x, y, z) positions (a single triple is one row)."""
+    positions = np.asarray(values, float)
+    if positions.size % 3 or (positions.ndim > 1 and positions.shape[-1] != 3):
+        raise CryoSegInputError(f'{what} need three coordinates (x, y, z) each, not shape {positions.shape}')
+    positions = positions.reshape(-1, 3)
+    if not np.all(np.isfinite(positions)):
+        raise CryoSegInputError(f'{what} contain NaN or infinite coordinates')
+    return positions

@@ -24,6 +24,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from .checks import as_positions
 from .errors import CryoSegInputError
 
 MODES = ('ge', 'eq')
@@ -43,7 +44,7 @@ class Picks:
     group_ids: np.ndarray = None
 
     def __post_init__(self):
-        self.xyz = np.asarray(self.xyz, float).reshape(-1, 3)
+        self.xyz = as_positions(self.xyz, 'pick positions')
         count = len(self.xyz)
         if self.matrices is not None:
             self.matrices = np.asarray(self.matrices, float).reshape(count, 4, 4)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .checks import as_positions
 from .errors import CryoSegInputError
 
 BORDER_POLICIES = ('skip', 'pad')
@@ -91,9 +92,7 @@ class BoxPlan:
 def plan_boxes(shape_zyx, positions_xyz, settings):
     """Round positions to box centres and apply the border policy (a box leaving the volume on any
     side, lower or upper, is skipped with ``'skip'``)."""
-    positions = np.asarray(positions_xyz, float).reshape(-1, 3)
-    if not np.all(np.isfinite(positions)):
-        raise CryoSegInputError('some particle positions are not finite numbers')
+    positions = as_positions(positions_xyz, 'particle positions')
     if len(shape_zyx) != 3 or settings.box > min(shape_zyx):
         raise CryoSegInputError(f"the box ({settings.box} px) is larger than the tomogram "
                                 f"({' x '.join(map(str, shape_zyx[::-1]))} px): choose a smaller box")

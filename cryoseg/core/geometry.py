@@ -15,6 +15,7 @@ from scipy.optimize import least_squares
 from scipy.spatial import ConvexHull, Delaunay, cKDTree
 from scipy.spatial.transform import Rotation
 
+from .checks import as_positions
 from .errors import CryoSegInputError
 from .orientation import matrix_from_normal, rotation_about_z
 from .surface_sampling import fibonacci_sphere, mesh_area, sample_triangles
@@ -49,11 +50,15 @@ class FitReport:
 
 
 # --------------------------------------------------------------------------- helpers
+def _finite_points(points, what):
+    try:
+        return as_positions(points, f'{what}: the points')
+    except CryoSegInputError as err:
+        raise GeometryError(str(err)) from None
+
+
 def _as_points(points, minimum, what):
-    points = np.asarray(points, float).reshape(-1, 3)
-    if not np.all(np.isfinite(points)):
-        raise GeometryError(f'{what}: the points contain NaN or infinite coordinates')
-    points = np.unique(points, axis=0)
+    points = np.unique(_finite_points(points, what), axis=0)
     if len(points) < minimum:
         raise UnderdeterminedGeometryError(
             f'{what} needs at least {minimum} distinct points, this group has {len(points)}')
@@ -613,7 +618,7 @@ def fit_filament(points, smoothing=1.0, keep_order=True, step=0.25):
     The first frame's u axis is the particle x-axis of Dynamo angles with narot = 0 for the starting
     tangent, so on a straight filament the in-plane angle of subunit i is exactly i × twist.
     """
-    raw = np.asarray(points, float).reshape(-1, 3)
+    raw = _finite_points(points, 'a filament')
     _, first = np.unique(raw, axis=0, return_index=True)
     points = raw[np.sort(first)]
     if len(points) < 2:

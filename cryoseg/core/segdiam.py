@@ -335,6 +335,10 @@ def estimate_particle_size(diameters, pixel_size, backend='kmeans', sigma_crit=S
                            rounding='up', fallback=None):
     """Policy stages 2–5 on the diameters (Å) of all volumes; a :class:`SizeEstimate` or a
     :class:`NoEstimate`. ``fallback='all'`` uses all diameters when no cluster is accepted."""
+    if not np.isfinite(pixel_size) or pixel_size <= 0:
+        raise CryoSegInputError(f'the pixel size must be a positive number of Å, not {pixel_size}')
+    if rounding not in ('up', 'closest'):
+        raise CryoSegInputError(f"box rounding must be 'up' or 'closest', not {rounding!r}")
     diameters = np.asarray(diameters, float).ravel()
     diameters = diameters[np.isfinite(diameters)]
     if not len(diameters):

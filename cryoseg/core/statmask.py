@@ -10,6 +10,7 @@ the full-size uint8 result are held, and every local filter runs on z-slabs with
 reach, so the result does not depend on the slab size. Percentiles and the overall std come from the
 whole binned volume, never from a slab.
 """
+import functools
 import logging
 import os
 
@@ -17,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from .checks import check_finite, check_not_constant, check_volume_shape, check_volume_values
+from .clustering import mad_gau
 from .errors import CryoSegInputError
 from .mrcio import open_volume, write_volume
 from .slabs import iter_slabs
@@ -24,6 +26,7 @@ from .slabs import iter_slabs
 logger = logging.getLogger(__name__)
 
 STD_MODES = ('global_factor', 'percentile')
+STD_ESTIMATES = ('robust', 'plain')
 Z_CROP_MODES = ('isonet1', 'isonet2')
 METHODS = ('statistics', 'texture', 'both')
 DISABLED_ABOVE = 99.8  # IsoNet skips a percentile mask above this value
@@ -54,8 +57,8 @@ def side_from_angstrom(side_angstrom, voxel_size):
 
 
 def _check_statistics_settings(shape_binned, side, percentile, threshold, std_mode, std_percentile,
-                               z_crop, z_crop_mode):
-    if int(side) != side or side < 1:
+                               z_crop, z_crop_mode, std_estimate):
+    if not np.isfinite(side) or int(side) != side or side < 1:
         raise CryoSegInputError(f"side must be a whole number of at least 1 binned voxel, not {side}")
     box = 2 * int(side) + 1
     if box > max(shape_binned):
@@ -77,6 +80,8 @@ def _check_statistics_settings(shape_binned, side, percentile, threshold, std_mo
                                 f"[0, 0.5), not {z_crop}")
     if z_crop_mode not in Z_CROP_MODES:
         raise CryoSegInputError(f"z_crop_mode must be one of {', '.join(Z_CROP_MODES)}, not {z_crop_mode!r}")
+    if std_estimate not in STD_ESTIMATES:
+        raise CryoSegInputError(f"std_estimate must be one of {', '.join(STD_ESTIMATES)}, not {std_estimate!r}")
 
 
 # ------------------------------------------------------------------------------------------ filters
@@ -95,54 +100,79 @@ def _binning_weights():
 _GAUSSIAN_TAPS, _PAIR_TAPS = _binning_weights()
 
 
+def _mirror(index, length):
+    """Index of position ``index`` of an axis of ``length`` ≥ 2 extended by mirroring about its end
+    voxels (scipy's 'mirror' mode, numpy's 'reflect' padding)."""
+    period = 2 * (length - 1)
+    index %= period
+    return period - index if index >= length else index
+
+
+@functools.lru_cache(maxsize=16)
+def _binning_taps(length):
+    """``((input position, weight), ...)`` of each binned position along an axis of ``length``: Gaussian
+    σ = 0.5 with mirror borders, then the mean of the pair (2i, 2i+1); for an odd length the last binned
+    position is the smoothed last plane (paired with its edge replica)."""
+    taps = [tuple((_mirror(2 * i + k, length), _PAIR_TAPS[k + 2]) for k in range(-2, 4))
+            for i in range(length // 2)]
+    if length % 2:
+        taps.append(tuple((_mirror(length - 1 + k, length), _GAUSSIAN_TAPS[k + 2]) for k in range(-2, 3)))
+    return tuple(taps)
+
+
 def _bin_axis(block, axis):
-    """Gaussian σ = 0.5 (mirror borders) along ``axis``, then the mean of each pair of planes; an odd
-    length gets one edge-replicated smoothed plane first. Computed as one 6-tap stride-2 filter, so
-    each axis pass only produces (and the next pass only reads) the binned planes."""
+    """Bin ``block`` by 2 along ``axis`` with :func:`_binning_taps`: the positions whose six taps lie
+    inside are computed together from every-other-plane views (the taps are symmetric: each mirrored
+    pair is summed, then weighted once), the two or three border positions from their tap lists."""
     length = block.shape[axis]
-    if length < 6:  # too short for a single mirror reflection: let scipy handle the borders
-        smoothed = ndimage.gaussian_filter1d(block, _BIN_SIGMA, axis=axis, mode='mirror')
-        if length % 2:
-            smoothed = np.concatenate([smoothed, smoothed.take([-1], axis)], axis)
-        even, odd = (smoothed.take(range(first, smoothed.shape[axis], 2), axis) for first in (0, 1))
-        return (even + odd) * np.float32(0.5)
-    padded = np.pad(block, [(2, 3) if a == axis else (0, 0) for a in range(block.ndim)], mode='reflect')
-    pairs = length // 2
+    taps = _binning_taps(length)
+    out = np.empty(block.shape[:axis] + (len(taps),) + block.shape[axis + 1:], np.float32)
 
-    def planes(first, count, step):
-        return padded[(slice(None),) * axis + (slice(first, first + step * (count - 1) + 1, step),)]
+    def along(index):
+        return (slice(None),) * axis + (index,)
 
-    out = np.zeros(block.shape[:axis] + ((length + 1) // 2,) + block.shape[axis + 1:], np.float32)
-    paired = out[(slice(None),) * axis + (slice(0, pairs),)]
-    term = np.empty_like(paired)
-    for offset in range(3):  # the taps are symmetric: weight the sum of each mirrored pair once
-        np.add(planes(offset, pairs, 2), planes(5 - offset, pairs, 2), out=term)
-        term *= np.float32(_PAIR_TAPS[offset])
-        paired += term
-    if length % 2:  # the last plane pairs with its own replica: the smoothed plane itself
-        last = out[(slice(None),) * axis + (slice(pairs, pairs + 1),)]
-        for offset, weight in enumerate(_GAUSSIAN_TAPS):
-            last += np.float32(weight) * planes(length - 1 + offset, 1, 1)
+    inner = max(length // 2 - 2, 0)  # binned positions 1 .. inner read planes 0 .. 2·inner + 3
+    if inner:
+        target = out[along(slice(1, 1 + inner))]
+        term = np.empty(target.shape, np.float32)
+        for offset in range(3):
+            pair = term if offset else target
+            np.add(*(block[along(slice(start, start + 2 * inner - 1, 2))] for start in (offset, 5 - offset)),
+                   out=pair)
+            pair *= np.float32(_PAIR_TAPS[offset])
+            if offset:
+                target += term
+    for index in [0] + list(range(1 + inner, len(taps))):
+        plane = out[along(index)]
+        plane[...] = sum(np.float32(weight) * block[along(source)] for source, weight in taps[index])
     return out
 
 
-def bin2(volume, slab=32):
+def bin2(volume, slab=32, chunk=8):
     """Bin by 2 as ``skimage.transform.resize(anti_aliasing=True)`` does for even sizes: Gaussian
     σ = 0.5 (mirror borders) then 2×2×2 block means. Odd sizes are padded by one edge-replicated plane.
 
-    Reads ``volume`` (may be a memmap) ``2·slab`` planes at a time; raises on NaN/Inf or constant data.
+    ``volume`` (may be a memmap) is read ``chunk`` planes at a time and binned in y and x first, so the
+    full-size data pass through the cache once; each binned plane is then the weighted sum of its six
+    (y, x)-binned input planes, the same sum whatever the slab. Raises on NaN/Inf or constant data.
     """
     check_volume_shape(volume.shape)
-    depth = volume.shape[0]
+    taps = _binning_taps(volume.shape[0])
     out = np.empty(binned_shape(volume.shape), np.float32)
-    reach = _gaussian_reach(_BIN_SIGMA)
+    term = np.empty(out.shape[1:], np.float32)
     for part in iter_slabs(out.shape[0], slab):
-        start, stop = 2 * part.write.start, min(2 * part.write.stop, depth)
-        lo, hi = max(start - reach, 0), min(stop + reach, depth)
-        block = np.asarray(volume[lo:hi], dtype=np.float32)
-        check_finite(block, lo)
-        binned = _bin_axis(block, 0)[(start - lo) // 2:(start - lo) // 2 + len(out[part.write])]
-        out[part.write] = _bin_axis(_bin_axis(binned, 1), 2)
+        needed = [plane for index in range(part.write.start, part.write.stop) for plane, _ in taps[index]]
+        first, stop = min(needed), max(needed) + 1
+        planes = np.empty((stop - first,) + out.shape[1:], np.float32)
+        for start in range(first, stop, chunk):
+            block = np.asarray(volume[start:min(start + chunk, stop)], dtype=np.float32)
+            check_finite(block, start)
+            planes[start - first:start - first + len(block)] = _bin_axis(_bin_axis(block, 1), 2)
+        for index in range(part.write.start, part.write.stop):
+            (plane, weight), *others = taps[index]
+            np.multiply(planes[plane - first], np.float32(weight), out=out[index])
+            for plane, weight in others:
+                out[index] += np.multiply(planes[plane - first], np.float32(weight), out=term)
     check_not_constant(float(out.min()), float(out.max()))
     return out
 
@@ -162,42 +192,113 @@ def smooth(binned, side, slab=32):
                         lambda block, _: ndimage.gaussian_filter(block, sigma, mode='reflect'))
 
 
-def local_max_of_negated(smoothed, side, slab=32):
-    """Maximum of −g over a box of 2·side+1 (reflect borders): high where dense (dark) material is near."""
-    box = 2 * side + 1
-    return _slab_filter(smoothed, side, slab,
-                        lambda block, _: ndimage.maximum_filter(-block, box, mode='reflect'))
+def _combine_neighbours(block, axis, radius, combine, pad_mode):
+    """``combine`` (np.add or np.minimum) of the 2·radius+1 neighbours of each voxel along ``axis``, the
+    ends extended with ``numpy.pad(mode=pad_mode)``.
+
+    Whole shifted planes (rows) are combined, always in the same order, so a voxel gets the same value
+    in any slab; scipy's 1-D filters gather every line into a buffer first, which is several times
+    slower across planes and rows (they stay faster along x).
+    """
+    length = block.shape[axis]
+    padded = np.pad(block, [(radius, radius) if a == axis else (0, 0) for a in range(block.ndim)], mode=pad_mode)
+
+    def shifted(start):
+        return padded[(slice(None),) * axis + (slice(start, start + length),)]
+
+    out = shifted(0).copy()
+    for start in range(1, 2 * radius + 1):
+        combine(out, shifted(start), out=out)
+    return out
+
+
+def _block_max_of_negated(block, side):
+    """max(−g) over the box (reflect borders), computed as −min(g): exactly equal, without a negated copy."""
+    low = _combine_neighbours(block, 0, side, np.minimum, 'symmetric')  # numpy 'symmetric' = scipy 'reflect'
+    low = _combine_neighbours(low, 1, side, np.minimum, 'symmetric')
+    low = ndimage.minimum_filter1d(low, 2 * side + 1, axis=2, mode='reflect')
+    return np.negative(low, out=low)
 
 
 def _box_counts(length, side):
     """Voxels of each position's window [i − side, i + side] that lie inside [0, length)."""
     index = np.arange(length)
-    return (np.minimum(index + side, length - 1) - np.maximum(index - side, 0) + 1).astype(np.float64)
+    return np.minimum(index + side, length - 1) - np.maximum(index - side, 0) + 1
+
+
+class _LocalStd:
+    """Standard deviation of the smoothed volume in a box of 2·side+1 truncated at the volume faces.
+
+    Equals IsoNet's box sums by convolution with zero padding normalised by the count of voxels inside
+    (negative variances from rounding clipped to 0). The volume is centred on its mean first, which
+    keeps E[g²] − E[g]² accurate in float32; the count is the product of 1-D counts. Box sums run along
+    z on whole planes, then as scipy means (sum / box) along y and x.
+    """
+
+    def __init__(self, smoothed, side):
+        self.side, self.box = side, 2 * side + 1
+        self.offset = np.float32(np.mean(smoothed, dtype=np.float64))
+        self.plane_factor = np.outer(*(self.box / _box_counts(n, side) for n in smoothed.shape[1:])
+                                     ).astype(np.float32)
+        self.depth_count = _box_counts(smoothed.shape[0], side).astype(np.float32)
+
+    def box_mean(self, block, factor):
+        summed = _combine_neighbours(block, 0, self.side, np.add, 'constant')
+        for axis in (1, 2):
+            ndimage.uniform_filter1d(summed, self.box, axis=axis, output=summed, mode='constant')
+        summed *= factor
+        return summed
+
+    def __call__(self, block, part):
+        centred = np.subtract(block, self.offset, dtype=np.float32)
+        factor = self.plane_factor / self.depth_count[part.read][:, None, None]
+        mean = self.box_mean(centred, factor)
+        variance = self.box_mean(np.multiply(centred, centred, out=centred), factor)
+        variance -= np.multiply(mean, mean, out=mean)
+        np.maximum(variance, 0, out=variance)
+        return np.sqrt(variance, out=variance)
+
+
+def _local_filters(smoothed, side, slab, density=True, contrast=True):
+    """``(max of −g, local std)`` of the smoothed volume, each None unless asked for; both come from one
+    pass over the same z-slabs (halo = side)."""
+    filtered = np.empty(smoothed.shape, np.float32) if density else None
+    deviation = np.empty(smoothed.shape, np.float32) if contrast else None
+    block_std = _LocalStd(smoothed, side) if contrast else None
+    for part in iter_slabs(len(smoothed), slab, side):
+        block = smoothed[part.read]
+        if density:
+            filtered[part.write] = part.kept(_block_max_of_negated(block, side))
+        if contrast:
+            deviation[part.write] = part.kept(block_std(block, part))
+    return filtered, deviation
+
+
+def local_max_of_negated(smoothed, side, slab=32):
+    """Maximum of −g over a box of 2·side+1 (reflect borders): high where dense (dark) material is near."""
+    return _local_filters(smoothed, side, slab, contrast=False)[0]
 
 
 def local_std(smoothed, side, slab=32):
-    """Standard deviation of ``smoothed`` in a box of 2·side+1 that is truncated at the volume faces.
+    """Standard deviation of ``smoothed`` in a box of 2·side+1 that is truncated at the volume faces
+    (see :class:`_LocalStd`)."""
+    return _local_filters(smoothed, side, slab, density=False)[1]
 
-    Equals IsoNet's box sums by convolution with zero padding normalised by the count of voxels inside
-    (negative variances from rounding clipped to 0). The count is the outer product of 1-D counts.
+
+def overall_std(smoothed, estimate='robust'):
+    """The "overall std" that the std mask's threshold multiplies.
+
+    ``robust`` (default): 1.4826 × the median absolute deviation, which equals the std for Gaussian
+    values but ignores any minority of extreme voxels. Gold beads, carbon edges, contamination and the
+    step between ice and vacuum put a heavy tail on the smoothed values; the plain std squares that tail
+    and, on cryo-ET data, rises so much that threshold 1 drops particles. ``plain``: the plain std of the
+    smoothed volume (IsoNet's original rule).
     """
-    box = 2 * side + 1
-    depth, height, width = smoothed.shape
-    plane_count = np.outer(_box_counts(height, side), _box_counts(width, side))
-    depth_count = _box_counts(depth, side)
-    offset = float(np.mean(smoothed, dtype=np.float64))  # centring keeps E[g²] − E[g]² accurate
-
-    def block_std(block, part):
-        centred = block.astype(np.float64) - offset
-        count = depth_count[part.read][:, None, None] * plane_count / box ** 3
-        mean = ndimage.uniform_filter(centred, box, mode='constant') / count
-        mean_square = ndimage.uniform_filter(centred * centred, box, mode='constant') / count
-        return np.sqrt(np.maximum(mean_square - mean * mean, 0.0))
-
-    return _slab_filter(smoothed, side, slab, block_std)
+    if estimate == 'plain':
+        return float(np.std(smoothed, dtype=np.float64))
+    return mad_gau(smoothed)
 
 
-# ------------------------------------------------------------------------------------------ masks
 def z_crop_planes(depth_binned, z_crop, z_crop_mode='isonet1'):
     """Binned slices removed at each end: ``int(f·nz2)`` (IsoNet 1) or ``int(f/2·nz2)`` (IsoNet 2, which
     passes half of its ``z_crop``). The same count is removed at both ends."""
@@ -207,18 +308,19 @@ def z_crop_planes(depth_binned, z_crop, z_crop_mode='isonet1'):
 
 def statistics_mask_binned(volume, side=4, percentile=50.0, threshold=1.0, std_mode='global_factor',
                            std_percentile=50.0, z_crop=0.0, z_crop_mode='isonet1', percentiles_in_crop=False,
-                           slab=32):
+                           std_estimate='robust', slab=32):
     """The statistics mask on the binned grid: ``(max_mask, std_mask, mask)`` boolean arrays.
 
     ``side`` is in binned voxels. ``percentile`` (% of the volume with content) sets the max-value mask,
-    disabled above 99.8. In ``global_factor`` mode the std mask keeps local std > ``threshold`` × the std of
-    the whole smoothed binned volume (0 disables it); in ``percentile`` mode it keeps the top
+    disabled above 99.8. In ``global_factor`` mode the std mask keeps local std > ``threshold`` × the
+    overall std of the smoothed binned volume (0 disables it), estimated robustly by default or plainly
+    as IsoNet did (``std_estimate``, see :func:`overall_std`); in ``percentile`` mode it keeps the top
     ``std_percentile`` % (disabled above 99.8). ``z_crop`` zeroes a fraction of the binned slices at each
-    end; percentiles are global unless ``percentiles_in_crop``.
+    end; percentiles and the overall std are global unless ``percentiles_in_crop``.
     """
     check_volume_shape(volume.shape)
     _check_statistics_settings(binned_shape(volume.shape), side, percentile, threshold, std_mode,
-                               std_percentile, z_crop, z_crop_mode)
+                               std_percentile, z_crop, z_crop_mode, std_estimate)
     side = int(side)
     logger.info("binning %s by 2", 'x'.join(map(str, reversed(volume.shape))))
     binned = bin2(volume, slab)
@@ -227,26 +329,25 @@ def statistics_mask_binned(volume, side=4, percentile=50.0, threshold=1.0, std_m
     crop = z_crop_planes(len(smoothed), z_crop, z_crop_mode)
     kept = slice(crop, len(smoothed) - crop) if percentiles_in_crop else slice(None)
 
-    if percentile > DISABLED_ABOVE:
-        max_mask = np.ones(smoothed.shape, bool)
-    else:
-        logger.info("max-value mask (box %d binned voxels, %g %% kept)", 2 * side + 1, percentile)
-        filtered = local_max_of_negated(smoothed, side, slab)
+    density = percentile <= DISABLED_ABOVE
+    contrast = threshold > 0 if std_mode == 'global_factor' else std_percentile <= DISABLED_ABOVE
+    logger.info("local filters (box %d binned voxels): max-value mask %s, std mask %s", 2 * side + 1,
+                f'{percentile:g} %' if density else 'off', std_mode if contrast else 'off')
+    filtered, deviation = _local_filters(smoothed, side, slab, density, contrast)
+    if density:
         max_mask = filtered > np.percentile(filtered[kept], 100.0 - percentile)
         del filtered
-
-    std_disabled = threshold <= 0 if std_mode == 'global_factor' else std_percentile > DISABLED_ABOVE
-    if std_disabled:
-        std_mask = np.ones(smoothed.shape, bool)
     else:
-        logger.info("std mask (box %d binned voxels, %s)", 2 * side + 1, std_mode)
-        deviation = local_std(smoothed, side, slab)
+        max_mask = np.ones(smoothed.shape, bool)
+    if contrast:
         if std_mode == 'global_factor':
-            limit = threshold * float(np.std(smoothed[kept], dtype=np.float64))
+            limit = threshold * overall_std(smoothed[kept], std_estimate)
         else:
             limit = np.percentile(deviation[kept], 100.0 - std_percentile)
         std_mask = deviation > limit
         del deviation
+    else:
+        std_mask = np.ones(smoothed.shape, bool)
 
     mask = max_mask & std_mask
     if crop:
@@ -263,10 +364,12 @@ def unbin2(mask_binned, shape, isonet_odd_edge=False, slab=32):
     """
     out = np.empty(shape, np.uint8)
     for part in iter_slabs(mask_binned.shape[0], slab):
-        block = mask_binned[part.write].astype(np.uint8)
-        block = block.repeat(2, 0).repeat(2, 1).repeat(2, 2)
-        stop = min(2 * part.write.stop, shape[0])
-        out[2 * part.write.start:stop] = block[:stop - 2 * part.write.start, :shape[1], :shape[2]]
+        rows = mask_binned[part.write].astype(np.uint8).repeat(2, axis=2)[:, :, :shape[2]]
+        target = out[2 * part.write.start:2 * part.write.stop]
+        for z in (0, 1):  # full-size plane 2i + z and row 2j + y repeat binned plane i, row j
+            for y in (0, 1):
+                planes = target[z::2, y::2]
+                planes[...] = rows[:len(planes), :planes.shape[1]]
     if isonet_odd_edge:
         for axis, length in enumerate(shape):
             if length % 2:
@@ -276,10 +379,10 @@ def unbin2(mask_binned, shape, isonet_odd_edge=False, slab=32):
 
 def statistics_mask(volume, side=4, percentile=50.0, threshold=1.0, std_mode='global_factor',
                     std_percentile=50.0, z_crop=0.0, z_crop_mode='isonet1', percentiles_in_crop=False,
-                    isonet_odd_edge=False, slab=32):
+                    std_estimate='robust', isonet_odd_edge=False, slab=32):
     """Full-size uint8 {0, 1} statistics mask of ``volume`` [z, y, x] (see :func:`statistics_mask_binned`)."""
     *_, mask = statistics_mask_binned(volume, side, percentile, threshold, std_mode, std_percentile, z_crop,
-                                      z_crop_mode, percentiles_in_crop, slab)
+                                      z_crop_mode, percentiles_in_crop, std_estimate, slab)
     return unbin2(mask, volume.shape, isonet_odd_edge, slab)
 
 
