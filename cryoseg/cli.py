@@ -8,7 +8,7 @@ import os
 import sys
 
 from .core.errors import CryoSegInputError
-from .core.statmask import METHODS, STD_MODES, Z_CROP_MODES
+from .core.statmask import METHODS, STD_ESTIMATES, STD_MODES, Z_CROP_MODES
 
 
 def _add_phantom(subparsers):
@@ -136,7 +136,10 @@ def _add_make_mask(subparsers):
                             'samples; 100 disables it; default 50')
     stats.add_argument('--threshold', type=float, default=1.0,
                        help='keep local std > threshold × overall std; smaller enlarges the mask; 0 disables '
-                            'it; default 1 (try 0.5 when gold beads or carbon dominate the contrast)')
+                            'it; default 1')
+    stats.add_argument('--std-estimate', choices=STD_ESTIMATES, default='robust',
+                       help="overall std of the smoothed tomogram: 'robust' (1.4826 × median absolute "
+                            "deviation, unaffected by gold beads, carbon or contamination) or 'plain' (IsoNet)")
     stats.add_argument('--std-mode', choices=STD_MODES, default='global_factor',
                        help="'global_factor' uses --threshold (IsoNet docs); 'percentile' keeps the "
                             "--std-percentile %% most textured voxels (current IsoNet code)")
@@ -183,7 +186,7 @@ def _run_make_mask(args):
 
     statistics = dict(side=args.side, percentile=args.percentile, threshold=args.threshold,
                       std_mode=args.std_mode, std_percentile=args.std_percentile, z_crop=args.z_crop,
-                      z_crop_mode=args.z_crop_mode)
+                      z_crop_mode=args.z_crop_mode, std_estimate=args.std_estimate)
     texture = dict(block_size=args.block_size, texture_sigma=args.texture_sigma, edge_sigma=args.edge_sigma,
                    use_dog=args.dog)
     postprocess = dict(min_region_size=args.min_region_size, open_radius=args.open_radius,

@@ -54,9 +54,12 @@ def calc_stats(values):
 
 def mad_gau(values, median=None):
     """1.4826 × median absolute deviation from ``median`` (default: the sample median)."""
-    values = np.asarray(values, float).ravel()
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(float)  # float32 data stay float32: a tomogram's copy is not doubled
     centre = np.median(values) if median is None else median
-    return MAD_TO_SIGMA * float(np.median(np.abs(values - centre)))
+    deviation = np.subtract(values.ravel(), centre, dtype=values.dtype)
+    return MAD_TO_SIGMA * float(np.median(np.abs(deviation, out=deviation), overwrite_input=True))
 
 
 @dataclass(frozen=True)

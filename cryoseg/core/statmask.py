@@ -9,6 +9,10 @@ Memory: the input is read through the memory map slab by slab; only binned (1/8-
 the full-size uint8 result are held, and every local filter runs on z-slabs with a halo equal to its
 reach, so the result does not depend on the slab size. Percentiles and the overall std come from the
 whole binned volume, never from a slab.
+
+The std mask's "threshold × overall std" rule (IsoNet's documentation) uses a robust overall std by
+default (:func:`overall_std`): the plain std is dominated by gold beads, carbon and contamination, and
+threshold 1 of it drops particles.
 """
 import functools
 import logging

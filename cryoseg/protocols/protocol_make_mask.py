@@ -74,13 +74,23 @@ class ProtCryoSegMakeMask(ProtCryoSegPerTomogram):
                       label='Contrast criterion',
                       help='How the standard-deviation mask decides what is textured. Factor: keep '
                            'regions whose local standard deviation exceeds the threshold times the '
-                           'standard deviation of the whole tomogram (IsoNet documentation). Percentile: '
+                           'overall standard deviation of the tomogram (IsoNet documentation). Percentile: '
                            'keep a fixed percentage of the most textured voxels (current IsoNet code).')
         form.addParam('threshold', params.FloatParam, default=1.0, validators=[params.GE(0)],
                       condition=f'method != {TEXTURE} and stdMode == 0', label='Contrast threshold',
                       help='Factor of the overall standard deviation. Smaller keeps more (it enlarges '
-                           'the mask), larger keeps less; 0 disables the contrast mask. Empty slabs at '
-                           'the top and bottom of a cellular tomogram are removed by this mask.')
+                           'the mask), larger keeps less; 0 disables the contrast mask. Empty ice and '
+                           'the empty slabs at the top and bottom of a tomogram are removed by this mask; '
+                           'the default 1 keeps the particles when the overall std is robust.')
+        form.addParam('robustStd', params.BooleanParam, default=True,
+                      condition=f'method != {TEXTURE} and stdMode == 0', expertLevel=params.LEVEL_ADVANCED,
+                      label='Robust overall std?',
+                      help='Yes: the overall standard deviation is estimated as 1.4826 × the median '
+                           'absolute deviation of the smoothed tomogram, which equals the standard '
+                           'deviation for ordinary (Gaussian) contrast but ignores a minority of extreme '
+                           'voxels. Gold beads, carbon, contamination and the ice surfaces inflate the '
+                           'plain standard deviation so much that threshold 1 then drops many particles. '
+                           'No: the plain standard deviation, as in IsoNet (use a threshold near 0.5).')
         form.addParam('stdPercentile', params.FloatParam, default=50.0, validators=[params.Range(0.01, 100)],
                       condition=f'method != {TEXTURE} and stdMode == 1', label='Contrast percentile (%)',
                       help='Percentage of the volume kept by the contrast mask; 100 disables it.')
@@ -140,7 +150,8 @@ class ProtCryoSegMakeMask(ProtCryoSegPerTomogram):
         statistics = dict(side=side_from_angstrom(self.side.get(), sampling),
                           percentile=self.percentile.get(), threshold=self.threshold.get(),
                           std_mode=STD_MODES[self.stdMode.get()], std_percentile=self.stdPercentile.get(),
-                          z_crop=self.zCrop.get(), z_crop_mode=Z_CROP_MODES[self.zCropMode.get()])
+                          z_crop=self.zCrop.get(), z_crop_mode=Z_CROP_MODES[self.zCropMode.get()],
+                          std_estimate='robust' if self.robustStd else 'plain')
         texture = dict(block_size=max(2, int(round(self.blockSize.get() / sampling))),
                        texture_sigma=self.textureSigma.get() / sampling,
                        edge_sigma=self.edgeSigma.get() / sampling,

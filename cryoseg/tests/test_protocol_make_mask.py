@@ -25,9 +25,9 @@ class TestMakeMask(CryoSegProjectTest):
             np.savetxt(os.path.join(folder, f'{ts_id}.txt'), [p['centre'] for p in truth.particles])
         cls.coordinates = cls.runProtocol(ProtImportCoordinates3D, filesPath=folder, filesPattern='*.txt',
                                           importTomograms=cls.tomograms, boxSize=20).outputCoordinates
+        # every setting at its default: the phantoms carry gold beads, contamination and vesicles
         cls.statistics = cls.runProtocol(ProtCryoSegMakeMask, objLabel='statistics',
-                                         inputTomograms=cls.tomograms, inputCoordinates=cls.coordinates,
-                                         threshold=0.5, doCleanup=False)
+                                         inputTomograms=cls.tomograms, inputCoordinates=cls.coordinates)
 
     def test_statistics_masks_keep_the_particles_and_drop_the_empty_margins(self):
         masks = self.statistics.tomoMasks
@@ -64,7 +64,7 @@ class TestMakeMask(CryoSegProjectTest):
 
     def test_intersection_with_the_texture_mask_and_clean_up(self):
         both = self.runProtocol(ProtCryoSegMakeMask, objLabel='both, cleaned', inputTomograms=self.tomograms,
-                                method=BOTH, threshold=0.5, grow=20.0)
+                                method=BOTH, grow=20.0)
         statistics = {mask.getTsId(): read_volume(mask.getFileName(), dtype=None)[0]
                       for mask in self.statistics.tomoMasks}
         self.assertSetSize(both.tomoMasks, 2)
@@ -77,6 +77,9 @@ class TestMakeMask(CryoSegProjectTest):
     def test_form_checks_and_bad_tomograms(self):
         tiny_side = self.newProtocol(ProtCryoSegMakeMask, inputTomograms=self.tomograms, side=5.0)
         self.assertTrue(any('less than one binned voxel' in error for error in tiny_side.validate()))
+        for robust, estimate in ((True, 'robust'), (False, 'plain')):
+            form = self.newProtocol(ProtCryoSegMakeMask, inputTomograms=self.tomograms, robustStd=robust)
+            self.assertEqual(form.maskSettings(self.SAMPLING)['statistics']['std_estimate'], estimate)
 
         folder = os.path.join(self.proj.getPath(), 'bad_tomograms')
         volume = np.random.default_rng(0).standard_normal((32, 40, 40)).astype(np.float32)
@@ -106,8 +109,7 @@ class TestMakeMask(CryoSegProjectTest):
         self.assertEqual(table[1, 0].get_text().get_text(), 'TS_01')
 
         # the wizard previews the form's current values on the first tomogram: the protocol's result
-        form = self.newProtocol(ProtCryoSegMakeMask, inputTomograms=self.tomograms, inputCoordinates=None,
-                                threshold=0.5, doCleanup=False)
+        form = self.newProtocol(ProtCryoSegMakeMask, inputTomograms=self.tomograms, inputCoordinates=None)
         preview = makeMaskPreviewFigure(form)
         self.assertIn(f"TS_01: {100 * stats['TS_01']['fraction']:.1f} % kept", preview.axes[0].get_title())
         with self.assertRaisesRegex(CryoSegInputError, 'input tomograms'):

@@ -10,6 +10,7 @@ from skimage.transform import resize
 from cryoseg.core import statmask
 from cryoseg.core.errors import CryoSegInputError
 from cryoseg.core.mrcio import read_volume, write_volume
+from cryoseg.core.phantom import make_phantom, phantom_config
 from cryoseg.tests.isonet_reference import isonet_mask
 
 
@@ -146,6 +147,35 @@ def test_std_mask_excludes_the_empty_margins_of_a_cellular_slab():
     assert all(a > b for a, b in zip(fractions, fractions[1:]))
 
 
+def test_robust_overall_std_is_the_std_of_gaussian_data_and_ignores_a_few_extreme_voxels():
+    values = np.random.default_rng(8).normal(0, 0.3, 10 ** 6).astype(np.float32)
+    assert statmask.overall_std(values) == pytest.approx(0.3, rel=0.01)
+    assert statmask.overall_std(values, 'plain') == pytest.approx(0.3, rel=0.01)
+    values[:5000] = -15  # 0.5 % of gold-bead voxels, 50 std dark
+    assert statmask.overall_std(values) == pytest.approx(0.3, rel=0.02)
+    assert statmask.overall_std(values, 'plain') > 3 * 0.3
+
+
+def test_default_threshold_keeps_the_particles_and_drops_the_empty_margins_despite_gold():
+    """The default phantom carries gold beads, contamination and vesicles; its ice slab lies between
+    empty margins in z. Threshold 1 of the robust overall std keeps every particle; of the plain std
+    (IsoNet's rule) it drops about a third of them."""
+    phantom = make_phantom(phantom_config('small', seed=1))
+    assert phantom.truth.gold
+    x, y, z = np.round([p['centre'] for p in phantom.truth.particles]).astype(int).T
+    low, high = phantom.truth.ice_z
+    reach = 2 * 2 * 4  # 2·side binned voxels: the filter boxes straddle the ice surfaces
+
+    mask = statmask.statistics_mask(phantom.volume)
+    assert mask[z, y, x].mean() >= 0.95
+    assert np.concatenate([mask[:low].ravel(), mask[high:].ravel()]).mean() < 0.05
+    assert np.concatenate([mask[:low - reach].ravel(), mask[high + reach:].ravel()]).mean() < 0.03
+    assert 0.3 < mask[low:high].mean() < 0.9
+
+    plain = statmask.statistics_mask(phantom.volume, std_estimate='plain')
+    assert plain[z, y, x].mean() < 0.8
+
+
 @pytest.mark.parametrize('mode, removed', [('isonet1', 5), ('isonet2', 2)])
 def test_z_crop_removes_whole_binned_slices(mode, removed):
     volume = np.random.default_rng(4).standard_normal((106, 20, 20)).astype(np.float32)  # 53 binned slices
@@ -235,6 +265,7 @@ def test_non_finite_voxels_are_reported_with_their_position(noise, bad):
     (dict(threshold=-1), 'threshold'),
     (dict(z_crop=0.5), 'z_crop'),
     (dict(std_mode='relative'), 'std_mode'),
+    (dict(std_estimate='mean'), 'std_estimate'),
 ])
 def test_absurd_settings_get_a_clear_message(noise, settings, message):
     with pytest.raises(CryoSegInputError, match=message):
