@@ -6,6 +6,8 @@ it would give on the whole volume, as long as the slab is read with ``halo`` ext
 """
 from dataclasses import dataclass
 
+from .progress import Progress
+
 
 @dataclass(frozen=True)
 class Slab:
@@ -17,11 +19,18 @@ class Slab:
         return block[self.keep]
 
 
-def iter_slabs(depth, slab, halo=0):
-    """Slabs of ``slab`` planes covering ``range(depth)``, each read with ``halo`` planes of context."""
+def iter_slabs(depth, slab, halo=0, progress=None):
+    """Slabs of ``slab`` planes covering ``range(depth)``, each read with ``halo`` planes of context.
+
+    ``progress``: a description of the work; progress lines ("description: i of n slabs") are logged
+    as the slabs are done.
+    """
     if slab < 1:
         raise ValueError('slab must be at least one plane')
+    done = Progress(f'{progress} (slabs)', -(-depth // slab)) if progress else None
     for start in range(0, depth, slab):
         stop = min(start + slab, depth)
         lo, hi = max(start - halo, 0), min(stop + halo, depth)
         yield Slab(read=slice(lo, hi), write=slice(start, stop), keep=slice(start - lo, stop - lo))
+        if done:
+            done.advance()

@@ -164,7 +164,7 @@ def bin2(volume, slab=32, chunk=8):
     taps = _binning_taps(volume.shape[0])
     out = np.empty(binned_shape(volume.shape), np.float32)
     term = np.empty(out.shape[1:], np.float32)
-    for part in iter_slabs(out.shape[0], slab):
+    for part in iter_slabs(out.shape[0], slab, progress='statistics mask: binning by 2'):
         needed = [plane for index in range(part.write.start, part.write.stop) for plane, _ in taps[index]]
         first, stop = min(needed), max(needed) + 1
         planes = np.empty((stop - first,) + out.shape[1:], np.float32)
@@ -269,7 +269,7 @@ def _local_filters(smoothed, side, slab, density=True, contrast=True):
     filtered = np.empty(smoothed.shape, np.float32) if density else None
     deviation = np.empty(smoothed.shape, np.float32) if contrast else None
     block_std = _LocalStd(smoothed, side) if contrast else None
-    for part in iter_slabs(len(smoothed), slab, side):
+    for part in iter_slabs(len(smoothed), slab, side, progress='statistics mask: density and contrast filters'):
         block = smoothed[part.read]
         if density:
             filtered[part.write] = part.kept(_block_max_of_negated(block, side))

@@ -259,12 +259,14 @@ def effective_slab(slab, depth):
     return int(min(slab, max(4, -(-depth // 16))))
 
 
-def _feature_slabs(volume, features, slab, low, high):
+def _feature_slabs(volume, features, slab, low, high, progress=None):
     """Yield ``(planes, values)`` slab by slab, ``values`` lazily giving ``(feature, its values on those
-    planes)``: each feature is computed on a block read with its own halo and released before the next."""
+    planes)``: each feature is computed on a block read with its own halo and released before the next.
+    ``progress`` describes the pass in the progress lines."""
     depth = volume.shape[0]
     planes = effective_slab(slab, depth)
-    slabs_per_feature = [iter_slabs(depth, planes, feature.reach) for feature in features]
+    slabs_per_feature = [iter_slabs(depth, planes, feature.reach, progress=progress if index == 0 else None)
+                         for index, feature in enumerate(features)]
     for parts in zip(*slabs_per_feature):
         yield parts[0].write, ((feature, part.kept(feature.compute(normalise(volume[part.read], low, high))))
                                for feature, part in zip(features, parts))
@@ -275,13 +277,13 @@ def feature_votes(volume, features, slab=32):
     histogram over the whole volume (first pass) and voting where it exceeds the threshold."""
     low, high = robust_range(volume)
     histograms = {feature.name: GlobalHistogram() for feature in features}
-    for _, values in _feature_slabs(volume, features, slab, low, high):
+    for _, values in _feature_slabs(volume, features, slab, low, high, 'texture mask: features, pass 1 of 2'):
         for feature, value in values:
             histograms[feature.name].add(value)
     thresholds = {name: histogram.otsu() for name, histogram in histograms.items()}
     log.info('texture mask thresholds: %s',
              ', '.join(f'{name} {value:.4g}' for name, value in thresholds.items()))
-    for planes, values in _feature_slabs(volume, features, slab, low, high):
+    for planes, values in _feature_slabs(volume, features, slab, low, high, 'texture mask: votes, pass 2 of 2'):
         yield planes, {feature.name: value > thresholds[feature.name] for feature, value in values}
 
 

@@ -24,6 +24,7 @@ from pyworkflow.utils.retry_streaming import retry_on_sqlite_lock
 from tomo.protocols import ProtTomoBase
 
 from ..core.errors import CryoSegInputError
+from ..core.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,11 @@ class ProtCryoSegPerTomogram(ProtCryoSegBase):
         self._insertFunctionStep(self.closeOutputStep, prerequisites=outputSteps, needsGPU=False)
 
     def processTomogramStep(self, tsId):
+        with self._lock:  # the input set's database is shared by the step threads
+            tsIds = self._tsIdsToProcess()
+            if getattr(self, '_tomogramsDone', None) is None:
+                self._tomogramsDone = Progress('tomograms processed in this run', len(tsIds), self.info, step=0)
+        self.info(f"{tsId}: tomogram {tsIds.index(tsId) + 1} of {len(tsIds)}")
         try:
             self.processTomogram(tsId)
         except CryoSegInputError as err:
@@ -106,6 +112,8 @@ class ProtCryoSegPerTomogram(ProtCryoSegBase):
         except Exception as err:  # one bad tomogram must not stop the others; keep the trace in the log
             logger.error(traceback.format_exc())
             self._recordFailure(tsId, f"{type(err).__name__}: {err}")
+        with self._lock:
+            self._tomogramsDone.advance()
 
     def registerTomogramStep(self, tsId):
         if tsId not in self.getFailures():

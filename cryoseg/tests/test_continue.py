@@ -1,6 +1,7 @@
 """Crash and continue: a multi-tomogram run stopped (its processes killed) after its first tomogram
 was registered, then continued with Scipion's continue mode, keeps the finished tomogram, completes
-the others and registers each tomogram exactly once, with complete files only."""
+the others and registers each tomogram exactly once, with complete files only. The same run's log
+shows the progress lines (tomogram i of n, percent of the slabs of each pass)."""
 import os
 import time
 
@@ -62,3 +63,13 @@ class TestCrashAndContinue(CryoSegProjectTest):
         self.assertEqual(sorted(stats), sorted(self.truths))
         leftovers = [name for name in os.listdir(prot._getExtraPath()) if name.startswith('.tmp_')]
         self.assertFalse(leftovers, 'no half-written file is left behind')
+
+        # progress lines in the protocol's log: tomogram i of n, percent of slabs of each pass
+        with open(prot.getLogPaths()[0]) as handle:
+            log = handle.read()
+        for tsId in self.truths:
+            self.assertIn(f'{tsId}: tomogram {sorted(self.truths).index(tsId) + 1} of {self.TOMOGRAM_COUNT}', log)
+        self.assertIn('tomograms processed in this run: ', log)
+        for stage in ('statistics mask: binning by 2', 'statistics mask: density and contrast filters',
+                      'texture mask: features, pass 1 of 2', 'texture mask: votes, pass 2 of 2'):
+            self.assertRegex(log, rf'{stage} \(slabs\): \d+ of \d+ \(100 %\)')
