@@ -1,12 +1,17 @@
-"""The one-command demo: a real Scipion project on embedded sample data.
+"""The one-command demo: cryoseg's workflow template run in a real Scipion project on embedded sample data.
 
-``make demo`` (or ``python -m cryoseg.demo``) generates phantom tomograms with ground truth, imports
-them with scipion-em-tomo's import protocol, runs cryoseg's protocols in a chain, and writes a report
-of PNG figures (slices with ground truth and results).
+``make demo`` (or ``python -m cryoseg.demo``) generates phantom tomograms with ground truth and
+click-like points on their vesicles, loads the workflow template ``cryoseg/workflows/cryoseg_demo.json``
+into a new project (filling in the folders of those inputs), runs its protocols in order, and writes a
+report: ``report/index.html`` with PNG figures of every step and the scores against the ground truth.
 """
 import argparse
+import html
+import json
 import os
+import re
 import sys
+import time
 
 import matplotlib
 import numpy as np
@@ -14,7 +19,6 @@ import numpy as np
 matplotlib.use('Agg')
 
 from pyworkflow.project import Manager  # noqa: E402
-from tomo.protocols import ProtImportTomograms  # noqa: E402
 
 from . import plots  # noqa: E402
 from .core.mrcio import read_volume  # noqa: E402
@@ -22,8 +26,10 @@ from .core.phantom import write_sample_data  # noqa: E402
 
 PROJECT_NAME = 'cryoseg_demo'
 SAMPLING = 10.0
-
-
+TEMPLATE = os.path.join(os.path.dirname(__file__), 'workflows', 'cryoseg_demo.json')
+PLACEHOLDER = re.compile(r'@([A-Z_]+)@')
+MATCH_RADIUS = 50.0  # Å: a pick within this distance of a true particle centre finds it
+PICKINGS = ('segdiam pick (masked)', 'segdiam pick (whole tomogram, low-pass 120 Å)', 'picking consensus')
 def register_coordinates(project, tomograms, rows_by_tsid, sampling, box, label):
     """A SetOfCoordinates3D built from known positions, registered in ``project`` as the output of a
     (not run) coordinate-import protocol, so that later protocols can take it as input.
@@ -50,37 +56,125 @@ def register_coordinates(project, tomograms, rows_by_tsid, sampling, box, label)
     return prot.outputCoordinates
 
 
+def fill_template(text, values):
+    """Workflow JSON text with every ``@NAME@`` placeholder replaced by ``values[NAME]``."""
+    missing = sorted(set(PLACEHOLDER.findall(text)) - set(values))
+    if missing:
+        raise ValueError(f"no value for the workflow placeholders {missing}")
+    return PLACEHOLDER.sub(lambda match: json.dumps(str(values[match.group(1)]))[1:-1], text)
+
+
+def load_workflow(project, values, template=TEMPLATE):
+    """Creates (without running) the protocols of a workflow template in ``project``, placeholders
+    filled with ``values``; returns them in the template's order, inputs linked as in the template."""
+    with open(template) as handle:
+        text = fill_template(handle.read(), values)
+    entries = json.loads(text)
+    protocols = list(project.loadProtocols(jsonStr=text).values())
+    if len(protocols) != len(entries):
+        missing = sorted({e['object.className'] for e in entries} - {p.getClassName() for p in protocols})
+        raise RuntimeError(f"the workflow needs protocols that are not installed: {missing}")
+    for prot, entry in zip(protocols, entries):
+        # pyworkflow 3.11's Step.__init__ drops the objLabel/objComment that loadProtocols passes
+        label_protocol(project, prot, entry.get('object.label'), entry.get('object.comment'))
+    return protocols
+
+
+def label_protocol(project, prot, label, comment=None):
+    """Sets and saves a protocol's label (and comment) shown in the project window."""
+    if label:
+        prot.setObjLabel(label)
+    if comment:
+        prot.setObjComment(comment)
+    project.saveProtocol(prot)
+
+
 class Demo:
     """Runs protocols in one project and keeps what the report needs."""
 
-    def __init__(self, project_name, tomogram_count):
+    def __init__(self, project_name, tomogram_count, phantom=None):
         manager = Manager()
         if manager.hasProject(project_name):
             manager.deleteProject(project_name)
         self.project = manager.createProject(project_name)
         os.chdir(self.project.getPath())  # pyworkflow resolves run paths relative to the project
         self.data_dir = os.path.join(self.project.getPath(), 'sample_data')
+        self.points_dir = os.path.join(self.project.getPath(), 'user_points')
         self.report_dir = os.path.join(self.project.getPath(), 'report')
         os.makedirs(self.report_dir, exist_ok=True)
         self.tomogram_count = tomogram_count
+        self.phantom = phantom or {}  # overrides of the 'small' sample phantom
         self.figures = []
+        self.captions = {}
+        self.steps = {}  # label -> finished protocol, in run order
+        self.run_seconds = {}
+        self.scores = []  # (step, measure, value) rows of the report
 
-    def run(self, protocol_class, label, **params):
-        prot = self.project.newProtocol(protocol_class, objLabel=label, **params)
+    # ------------------------------------------------------------------------------ running
+    def launch(self, prot):
+        label = prot.getObjLabel()
         print(f"running {label} ...", flush=True)
+        start = time.time()
         self.project.launchProtocol(prot, wait=True)
         if not prot.isFinished():
             raise RuntimeError(f"{label} did not finish ({prot.getStatus()}); see its log in "
                                f"{prot.getLogPaths()[0]}")
+        self.run_seconds[label] = time.time() - start
+        self.steps[label] = prot
         return prot
 
-    def import_tomograms(self):
+    def run(self, protocol_class, label, **params):
+        """Creates and runs one protocol outside the template (e.g. on ``self.tomograms``)."""
+        prot = self.project.newProtocol(protocol_class, **params)
+        label_protocol(self.project, prot, label)
+        return self.launch(prot)
+
+    def write_inputs(self):
+        """The sample tomograms with their ground truth, and click-like user points on their vesicles
+        (30 per vesicle from the ground truth, plus a marker at the centre), one file per tomogram."""
+        from .core.model_workflow import simulate_clicks
+
         self.truths = write_sample_data(self.data_dir, count=self.tomogram_count, seed=1,
-                                        missing_wedge=60.0)
-        prot = self.run(ProtImportTomograms, 'import sample tomograms', filesPath=self.data_dir,
-                        filesPattern='{TS}.mrc', samplingRate=SAMPLING)
-        self.tomograms = prot.Tomograms
-        return prot
+                                        **{'missing_wedge': 60.0, **self.phantom})
+        os.makedirs(self.points_dir, exist_ok=True)
+        for ts_id, truth in self.truths.items():
+            with open(os.path.join(self.points_dir, f'{ts_id}_points.txt'), 'w') as handle:
+                for vesicle in truth.vesicles:
+                    for x, y, z in simulate_clicks(vesicle, truth.voxel_size, count=30, seed=vesicle['id']):
+                        handle.write(f"{x:.2f} {y:.2f} {z:.2f} {vesicle['id']}\n")
+                    handle.write('{:.2f} {:.2f} {:.2f} {} marker\n'.format(*vesicle['centre'], vesicle['id']))
+        return {'SAMPLE_DATA': self.data_dir, 'USER_POINTS': self.points_dir}
+
+    def run_workflow(self, template=TEMPLATE):
+        """Loads the template with the sample inputs and runs its protocols in order."""
+        for prot in load_workflow(self.project, self.write_inputs(), template):
+            self.launch(prot)
+        self.tomograms = self.steps['import sample tomograms'].Tomograms
+
+    # ------------------------------------------------------------------------------- report
+    def figure(self, fig, name, caption):
+        path = plots.save(fig, os.path.join(self.report_dir, name))
+        self.figures.append(path)
+        self.captions[path] = caption
+        return path
+
+    def picking_score(self, label, coordinates):
+        """Precision and recall of a coordinate set against the ground-truth particle centres."""
+        from .convert import read_coordinates
+        from .core.evaluation import score_tomograms
+
+        predicted = {ts_id: table.xyz * coordinates.getSamplingRate()
+                     for ts_id, table in read_coordinates(coordinates).items()}
+        reference = {ts_id: np.array([p['centre'] for p in truth.particles], float) * truth.voxel_size
+                     for ts_id, truth in self.truths.items()}
+        _, total = score_tomograms(predicted, reference, MATCH_RADIUS)
+        print(f"  {label}: {total.tp + total.fp} picks, precision {total.precision:.2f}, recall "
+              f"{total.recall:.2f} (within {MATCH_RADIUS:.0f} Å of a true particle)")
+        self.scores += [(label, 'picks', total.tp + total.fp), (label, 'true particles found', total.tp),
+                        (label, f'precision (within {MATCH_RADIUS:.0f} Å)', f'{total.precision:.2f}'),
+                        (label, f'recall (within {MATCH_RADIUS:.0f} Å)', f'{total.recall:.2f}'),
+                        (label, 'F1', f'{total.f1:.2f}')]
+        return total
 
     def report_ground_truth(self):
         """Central xy slice of each tomogram with its ground-truth particles circled."""
@@ -91,102 +185,42 @@ class Demo:
             near = [p['centre'][:2] for p in truth.particles if abs(p['centre'][2] - z) < p['diameter'] / 20]
             plots.plot_slice_with_points(ax, plots.orthogonal_slices(volume, (z, 0, 0))[0], near,
                                          title=f'{ts_id}: particles crossing z={z} (ground truth)')
-        self.figures.append(plots.save(fig, os.path.join(self.report_dir, '01_ground_truth.png')))
+        self.figure(fig, '01_ground_truth.png', 'Sample tomograms: central slices with the ground-truth '
+                                                'particles crossing them.')
 
-    def extract_and_average(self):
-        """Extraction of the picked particles and apply-alignment/average of the oriented membrane
-        proteins. Uses ``self.picked_coordinates`` / ``self.oriented_coordinates`` when earlier steps
-        set them, else the ground truth (positions, and matrices from the outward normals)."""
-        from .core.orientation import matrix_from_normal, scipion_matrix
-        from .protocols import ProtCryoSegApplyAlignment, ProtCryoSegExtract
-        from .viewers.viewer_subtomograms import average_figure, gallery_figure
-
-        picked = getattr(self, 'picked_coordinates', None)
-        if picked is None:
-            picked = register_coordinates(
-                self.project, self.tomograms, {ts: (np.array([p['centre'] for p in truth.particles]), None)
-                                               for ts, truth in self.truths.items()},
-                SAMPLING, 32, 'ground-truth particles')
-        extracted = self.run(ProtCryoSegExtract, 'extract particles', inputCoordinates=picked, boxSize=32,
-                             doInvert=True)
-        oriented = getattr(self, 'oriented_coordinates', None)
-        if oriented is None:
-            oriented = register_coordinates(
-                self.project, self.tomograms,
-                {ts: (np.array([m['centre'] for m in truth.membrane_proteins]),
-                      scipion_matrix(matrix_from_normal([m['normal'] for m in truth.membrane_proteins])))
-                 for ts, truth in self.truths.items()}, SAMPLING, 24, 'ground-truth membrane proteins (oriented)')
-        proteins = self.run(ProtCryoSegExtract, 'extract membrane proteins', inputCoordinates=oriented,
-                            boxSize=24, doInvert=True)
-        aligned = self.run(ProtCryoSegApplyAlignment, 'apply alignment and average',
-                           inputSubtomograms=proteins.subtomograms)
-        gallery = [(s.getObjId(), read_volume(s.getFileName())[0])
-                   for s in extracted.subtomograms.iterItems(limit=24)]
-        self.figures.append(plots.save(gallery_figure([v for _, v in gallery], [f'id {i}' for i, _ in gallery]),
-                                       os.path.join(self.report_dir, '20_extracted_particles.png')))
-        average = read_volume(aligned.average.getFileName())[0]
-        self.figures.append(plots.save(
-            average_figure(average, f'membrane proteins, average of {aligned.subtomograms.getSize()}'),
-            os.path.join(self.report_dir, '21_membrane_protein_average.png')))
-        print(f"  {extracted.subtomograms.getSize()} particles and {proteins.subtomograms.getSize()} membrane "
-              f"proteins extracted; skipped: {extracted.getSkipped()}")
-
-    def make_masks(self):
-        """Statistics masks of the sample tomograms; the report gets the viewer's figure."""
-        from .protocols import ProtCryoSegMakeMask
+    def report_masks(self):
         from .viewers.viewer_make_mask import mask_figure
 
-        prot = self.run(ProtCryoSegMakeMask, 'make mask', inputTomograms=self.tomograms, threshold=0.5)
-        self.masks = prot.tomoMasks
-        self.figures.append(plots.save(mask_figure(prot), os.path.join(self.report_dir, '02_make_mask.png')))
-        return prot
+        self.figure(mask_figure(self.steps['make mask']), '02_make_mask.png',
+                    'make mask: central slices with the mask outline and the kept fraction per tomogram.')
 
-
-    def segdiam_pick(self):
-        """Segdiam pick on the sample tomograms inside their masks (when the make-mask step ran); the
-        report gets the viewer's figure and the recall against the ground-truth particles."""
-        from scipy.spatial import cKDTree
-
-        from .convert import read_coordinates
-        from .protocols import ProtCryoSegSegDiamPick
+    def report_pickings(self):
+        """Each segdiam picking's viewer figure (diameter histogram, slices with picks), the
+        consensus viewer figure (votes), and the precision/recall of all three against the ground truth."""
+        from .viewers.viewer_consensus import consensus_figure
         from .viewers.viewer_segdiam import protocol_figure
 
-        masks = getattr(self, 'masks', None)
-        prot = self.run(ProtCryoSegSegDiamPick, 'segdiam pick', inputTomograms=self.tomograms, inputMasks=masks,
-                        minDiameter=100.0, maxDiameter=400.0, lowpass=90.0, foregroundFraction=0.05, clustering=1,
-                        numberOfThreads=2)
-        for line in prot.summary():
-            print(f"  {line}")
-        if hasattr(prot, 'coordinates'):
-            for ts_id, table in read_coordinates(prot.coordinates).items():
-                truth = np.array([p['centre'] for p in self.truths[ts_id].particles], float)
-                distance, _ = cKDTree(truth).query(table.xyz)
-                print(f"  {ts_id}: {np.sum(distance < 3)} of {len(table)} segdiam picks within 3 voxels of a "
-                      f"true particle ({len(truth)} particles)")
-        self.figures.append(plots.save(protocol_figure(prot), os.path.join(self.report_dir, '15_segdiam_pick.png')))
-        return prot
+        for index, label in enumerate(PICKINGS[:2]):
+            prot = self.steps[label]
+            self.figure(protocol_figure(prot), f'1{index}_segdiam_pick_{index + 1}.png',
+                        f'{label}: diameter histogram with the accepted clusters, box and mask diameters; '
+                        f'slices with the picks drawn at their diameter.')
+        consensus = self.steps[PICKINGS[2]]
+        self.figure(consensus_figure(consensus), '12_picking_consensus.png',
+                    'picking consensus: votes of the matched particles and the kept picks coloured by votes.')
+        self.picking_scores = {label: self.picking_score(label, self.steps[label].coordinates)
+                               for label in PICKINGS[:2]}
+        self.picking_scores[PICKINGS[2]] = self.picking_score(PICKINGS[2], consensus.consensusCoordinates)
 
-    def model_workflow(self):
-        """Click-like user points on the sample vesicles (from the ground truth, 30 per vesicle plus a
-        marker at the centre) → import user points → directional model workflow; the report compares
-        the cropping-point normals with the true membrane normals."""
-        from .core.model_workflow import simulate_clicks, vesicle_normals
+    def report_model_workflow(self):
+        """Viewer figure of the cropping points with their normals, and the angle between each
+        normal and the true outward membrane normal."""
         from .convert import read_coordinates
-        from .protocols import ProtCryoSegImportMeshes, ProtCryoSegModelWorkflow
+        from .core.model_workflow import vesicle_normals
         from .viewers.viewer_model_workflow import protocol_figure
 
-        folder = os.path.join(self.project.getPath(), 'user_points')
-        os.makedirs(folder, exist_ok=True)
-        for ts_id, truth in self.truths.items():
-            with open(os.path.join(folder, f'{ts_id}_points.txt'), 'w') as handle:
-                for vesicle in truth.vesicles:
-                    for x, y, z in simulate_clicks(vesicle, truth.voxel_size, count=30, seed=vesicle['id']):
-                        handle.write(f"{x:.2f} {y:.2f} {z:.2f} {vesicle['id']}\n")
-                    handle.write('{:.2f} {:.2f} {:.2f} {} marker\n'.format(*vesicle['centre'], vesicle['id']))
-        points = self.run(ProtCryoSegImportMeshes, 'import user points', inputTomograms=self.tomograms,
-                          filesPath=folder, filesPattern='{TS}_points.txt', boxSize=32)
-        prot = self.run(ProtCryoSegModelWorkflow, 'directional model workflow', inputMeshes=points.meshes,
-                        cropping=60.0, inPlane=1, numberOfThreads=2)
+        prot = self.steps['directional model workflow']
+        errors, distances = [], []
         for ts_id, table in read_coordinates(prot.coordinates).items():
             truth = self.truths[ts_id]
             for group in np.unique(table.group_ids):
@@ -194,51 +228,94 @@ class Demo:
                 vesicle = min(truth.vesicles, key=lambda v: np.linalg.norm(np.asarray(v['centre'])
                                                                            - table.xyz[mine].mean(axis=0)))
                 normals, distance = vesicle_normals(vesicle, truth.voxel_size, table.xyz[mine])
-                angles = np.degrees(np.arccos(np.clip(np.sum(normals * table.matrices[mine, 2, :3], 1), -1, 1)))
-                print(f"  {ts_id} vesicle {vesicle['id']} ({vesicle['kind']}): {mine.sum()} cropping points, "
-                      f"normal error median {np.median(angles):.1f}° max {angles.max():.1f}°, "
-                      f"max distance to the membrane {np.abs(distance).max() * truth.voxel_size:.0f} Å")
-        self.figures.append(plots.save(protocol_figure(prot), os.path.join(self.report_dir,
-                                                                           '30_model_workflow.png')))
-        return prot
-    def picking_consensus(self):
-        """Consensus (AND) of two pickings of the sample particles: the segmentation picker's output
-        when an earlier step set ``self.picked_coordinates``, else a jittered ground-truth picking
-        that misses 10 % of the particles; against a second jittered picking with false positives.
-        The report gets the viewer's vote histogram and slices, and the recall of the consensus."""
-        from scipy.spatial import cKDTree
+                errors.append(np.degrees(np.arccos(np.clip(np.sum(normals * table.matrices[mine, 2, :3], 1),
+                                                           -1, 1))))
+                distances.append(np.abs(distance) * truth.voxel_size)
+        self.normal_errors = np.concatenate(errors)
+        distances = np.concatenate(distances)
+        label = 'directional model workflow'
+        print(f"  {label}: {len(self.normal_errors)} cropping points, normal error median "
+              f"{np.median(self.normal_errors):.1f}° max {self.normal_errors.max():.1f}°, distance to the "
+              f"membrane max {distances.max():.0f} Å")
+        self.scores += [(label, 'cropping points', len(self.normal_errors)),
+                        (label, 'normal angle error, median (°)', f'{np.median(self.normal_errors):.1f}'),
+                        (label, 'normal angle error, 95th percentile (°)',
+                         f'{np.percentile(self.normal_errors, 95):.1f}'),
+                        (label, 'distance to the true membrane, max (Å)', f'{distances.max():.0f}')]
+        self.figure(protocol_figure(prot), '20_model_workflow.png',
+                    'directional model workflow: cropping points with their normals on slices and in 3-D.')
 
-        from .convert import read_coordinates
-        from .protocols import ProtCryoSegPickingConsensus
-        from .viewers.viewer_consensus import consensus_figure
+    def report_subtomograms(self):
+        from .viewers.viewer_subtomograms import average_figure, gallery_figure
 
-        rng = np.random.default_rng(7)
+        extracted = self.steps['extract consensus particles'].subtomograms
+        gallery = [(s.getObjId(), read_volume(s.getFileName())[0]) for s in extracted.iterItems(limit=24)]
+        self.figure(gallery_figure([v for _, v in gallery], [f'id {i}' for i, _ in gallery]),
+                    '30_consensus_particles.png',
+                    f'extract consensus particles: central slices of the first {len(gallery)} of '
+                    f'{extracted.getSize()} subtomograms (contrast inverted).')
+        aligned = self.steps['apply alignment and average']
+        count = aligned.subtomograms.getSize()
+        self.figure(average_figure(read_volume(aligned.average.getFileName())[0], f'average of {count}'),
+                    '31_membrane_patch_average.png',
+                    f'apply alignment and average: the {count} membrane patches rotated to their normals '
+                    f'(z) and averaged; the membrane shows as a plane normal to z.')
+        self.scores += [('extract consensus particles', 'subtomograms', extracted.getSize()),
+                        ('apply alignment and average', 'membrane patches averaged', count)]
 
-        def perturbed_picking(found_fraction, false_positives, label):
-            rows = {}
-            for ts_id, truth in self.truths.items():
-                centres = np.array([p['centre'] for p in truth.particles], float)
-                kept = centres[rng.random(len(centres)) < found_fraction]
-                extra = rng.uniform(10, np.array(truth.shape_xyz) - 10, (false_positives, 3))
-                rows[ts_id] = (np.concatenate([kept + rng.normal(0, 1.0, kept.shape), extra]), None)
-            return register_coordinates(self.project, self.tomograms, rows, SAMPLING, 32, label)
+    def report_scores(self):
+        """Bars of precision, recall and F1 of each picking; histogram of the normal angle errors."""
+        fig, (bars, hist) = plots.plt.subplots(1, 2, figsize=(11, 4))
+        measures = ('precision', 'recall', 'f1')
+        for index, measure in enumerate(measures):
+            values = [getattr(score, measure) for score in self.picking_scores.values()]
+            bars.bar(np.arange(len(values)) + 0.27 * (index - 1), values, width=0.27, label=measure)
+        bars.set_xticks(range(len(self.picking_scores)))
+        bars.set_xticklabels([label.replace(' (', '\n(') for label in self.picking_scores], fontsize=8)
+        bars.set_ylim(0, 1)
+        bars.legend(fontsize=8)
+        bars.set_title(f'Pickings against the ground truth (match within {MATCH_RADIUS:.0f} Å)', fontsize=9)
+        hist.hist(self.normal_errors, bins=np.arange(0, max(30, self.normal_errors.max()) + 2, 2))
+        hist.set_xlabel('angle to the true membrane normal (°)')
+        hist.set_ylabel('cropping points')
+        hist.set_title('Directional model workflow: normal errors', fontsize=9)
+        self.figure(fig, '40_scores.png', 'Scores against the phantom\'s ground truth.')
 
-        first = getattr(self, 'picked_coordinates', None)
-        if first is None:
-            first = perturbed_picking(0.9, 0, 'picking 1 (jittered ground truth)')
-        second = perturbed_picking(0.85, 5, 'picking 2 (jittered ground truth + false positives)')
-        prot = self.run(ProtCryoSegPickingConsensus, 'picking consensus', inputCoordinates=[first, second],
-                        consensusRadius=60.0, consensus=-1, outputDifference=True, differenceInput=2)
-        for line in prot.summary():
-            print(f"  {line}")
-        for ts_id, table in read_coordinates(prot.consensusCoordinates).items():
-            truth = np.array([p['centre'] for p in self.truths[ts_id].particles], float)
-            distance, _ = cKDTree(truth).query(table.xyz)
-            print(f"  {ts_id}: {np.sum(distance < 3)} of {len(table)} consensus picks within 3 voxels of a "
-                  f"true particle ({len(truth)} particles)")
-        self.figures.append(plots.save(consensus_figure(prot), os.path.join(self.report_dir,
-                                                                            '40_picking_consensus.png')))
-        return prot
+    def write_html(self):
+        """``report/index.html``: the steps with their summaries, the scores and every figure."""
+        def table(header, rows):
+            cells = ''.join(f'<th>{html.escape(str(h))}</th>' for h in header)
+            body = ''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in row) + '</tr>' for row in rows)
+            return f'<table><tr>{cells}</tr>{body}</table>'
+
+        def summary(prot):  # pyworkflow appends the comment to the summary: it has its own column
+            lines = prot.summary()
+            lines = lines[:lines.index('*COMMENTS:* ')] if '*COMMENTS:* ' in lines else lines
+            # drop pyworkflow's text markup: [[link][text]] and *emphasis*
+            lines = [re.sub(r'\[\[[^]]*\]\[([^]]*)\]\]', r'\1', line).replace('*', '') for line in lines]
+            return '<br>'.join(html.escape(line) for line in lines if line.strip())
+
+        steps = [(index + 1, f'<b>{html.escape(label)}</b><br><i>{html.escape(prot.getObjComment() or "")}</i>',
+                  prot.getClassName(), f'{self.run_seconds[label]:.0f} s', summary(prot))
+                 for index, (label, prot) in enumerate(self.steps.items())]
+        figures = ''.join(f'<figure><img src="{os.path.basename(path)}"><figcaption>'
+                          f'{html.escape(self.captions.get(path, os.path.basename(path)))}</figcaption></figure>'
+                          for path in self.figures)
+        page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>cryoseg demo</title><style>'
+                'body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;'
+                'margin-bottom:2em}td,th{border:1px solid #bbb;padding:4px 8px;text-align:left;vertical-align:top;'
+                'font-size:90%;white-space:pre-wrap}img{max-width:100%}figure{margin:0 0 2em 0}</style></head><body>'
+                f'<h1>cryoseg demo</h1><p>Scipion project <code>{html.escape(self.project.getPath())}</code>, '
+                f'built from the workflow template <code>{html.escape(TEMPLATE)}</code> on '
+                f'{len(self.truths)} phantom tomograms with known ground truth.</p>'
+                '<h2>Steps</h2>' + table(('#', 'step', 'protocol', 'run time', 'summary'), steps) +
+                '<h2>Scores against the ground truth</h2>' +
+                table(('step', 'measure', 'value'), [tuple(html.escape(str(c)) for c in row) for row in self.scores]) +
+                '<h2>Figures</h2>' + figures + '</body></html>')
+        path = os.path.join(self.report_dir, 'index.html')
+        with open(path, 'w') as handle:
+            handle.write(page)
+        return path
 
 
 def main(argv=None):
@@ -248,15 +325,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     demo = Demo(args.project, args.tomograms)
-    demo.import_tomograms()
+    demo.run_workflow()
     demo.report_ground_truth()
-    demo.make_masks()
-    demo.segdiam_pick()
-    demo.extract_and_average()
-    demo.model_workflow()
-    demo.picking_consensus()
+    demo.report_masks()
+    demo.report_pickings()
+    demo.report_model_workflow()
+    demo.report_subtomograms()
+    demo.report_scores()
+    report = demo.write_html()
     print(f"\nProject: {demo.project.getPath()}")
-    print(f"Report:  {demo.report_dir}")
+    print(f"Report:  {report}")
     for figure in demo.figures:
         print(f"  {os.path.basename(figure)}")
     return 0
