@@ -449,6 +449,252 @@ def _run_model_workflow(args):
     print(f"written to {args.out}")
 
 
+# --------------------------------------------------------------------------- learned models and evaluation
+def _add_training_options(parser, iterations, batch, patch, learning_rate, channels):
+    parser.add_argument('--out', required=True, help='model file to write (e.g. model.pt); rewritten at checkpoints')
+    parser.add_argument('--loss-log', help='CSV loss log (default: the model file with _loss.csv)')
+    parser.add_argument('--iterations', type=int, default=iterations, help=f'training batches; default {iterations}')
+    parser.add_argument('--batch', type=int, default=batch, help=f'patches per batch; default {batch}')
+    parser.add_argument('--patch', type=int, default=patch, help=f'training patch side in voxels (multiple of 4); '
+                                                                 f'default {patch}')
+    parser.add_argument('--lr', type=float, default=learning_rate, help=f'Adam learning rate; default {learning_rate}')
+    parser.add_argument('--channels', type=int, nargs=3, default=channels, metavar='C',
+                        help=f"network channels per level; default {' '.join(map(str, channels))}")
+    parser.add_argument('--quarter-turns', action='store_true',
+                        help='also augment with quarter turns about z (exchanges the x and y tilt axes)')
+    parser.add_argument('--threads', type=int, default=0, help='CPU threads for torch; 0 = torch default')
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
+
+
+def _training_settings(args):
+    from .learn.training import TrainingSettings
+
+    return TrainingSettings(iterations=args.iterations, batch=args.batch, patch=args.patch, learning_rate=args.lr,
+                            centre_learning_rate=args.lr, channels=tuple(args.channels),
+                            quarter_turns=args.quarter_turns, seed=args.seed, threads=args.threads)
+
+
+def _loss_log(args):
+    return args.loss_log or os.path.splitext(args.out)[0] + '_loss.csv'
+
+
+def _tomogram_name(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _read_tomogram(path):
+    from .core.mrcio import read_volume, require_tomogram
+
+    require_tomogram(path)
+    return read_volume(path)
+
+
+def _add_train_detector(subparsers):
+    parser = subparsers.add_parser(
+        'train_detector', help='train a MaskNet + CenterNet particle detector on annotated tomograms (needs [ml])',
+        description="Particles are annotated by a STAR file with rlnTomoName (the tomogram file name without "
+                    "extension) and rlnCoordinateX/Y/Z in voxels of the tomograms.")
+    parser.add_argument('tomograms', nargs='+', help='training tomograms (MRC)')
+    parser.add_argument('--coords', required=True, help='STAR file of the annotated particle centres')
+    parser.add_argument('--diameter', type=float, required=True, help='particle diameter in Å')
+    _add_training_options(parser, 2000, 8, 56, 5e-4, [32, 48, 64])
+    parser.set_defaults(func=_run_train_detector)
+
+
+def _run_train_detector(args):
+    from .core.consensus import read_star_picks
+    from .learn import require_ml
+
+    require_ml()
+    from .learn.training import train_detector
+
+    picks, _ = read_star_picks(args.coords)
+    volumes, centres, sizes = [], [], set()
+    for path in args.tomograms:
+        name = _tomogram_name(path)
+        if name not in picks:
+            raise CryoSegInputError(f"{args.coords} has no row with rlnTomoName {name!r} (found: {', '.join(picks)})")
+        volume, info = _read_tomogram(path)
+        volumes.append(volume)
+        centres.append(picks[name].xyz)
+        sizes.add(round(info.voxel_size[0], 3))
+    if len(sizes) != 1:
+        raise CryoSegInputError(f'the training tomograms must share one voxel size; got {sorted(sizes)} Å')
+    history = train_detector(volumes, centres, args.diameter, sizes.pop(), args.out, _loss_log(args),
+                             _training_settings(args))
+    print(f"trained {history['iterations']} iterations in {history['seconds']:.0f} s: mask loss "
+          f"{history['mask'][-1]:.4f}, centre loss {history['centre'][-1]:.4f}; model {args.out}, "
+          f"loss log {_loss_log(args)}")
+
+
+def _add_detect(subparsers):
+    parser = subparsers.add_parser(
+        'detect', help='detect particles with a trained detector (needs [ml])',
+        description='Writes OUT/NAME_instances.mrc (particles numbered 1..n) and OUT/NAME_particles.star '
+                    '(centres in voxels, rlnAutopickFigureOfMerit = CenterNet peak) for every tomogram.')
+    parser.add_argument('tomograms', nargs='+', help='tomograms (MRC) of the voxel size the model was trained on')
+    parser.add_argument('--model', required=True, help='model file written by train_detector')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--mask-threshold', type=float, default=0.5, help='particle probability threshold; default 0.5')
+    parser.add_argument('--centre-threshold', type=float, default=0.3, help='centre-map threshold; default 0.3')
+    parser.add_argument('--min-size', type=int, help='smallest particle in voxels (default: a ball of half the '
+                                                     'trained diameter)')
+    parser.add_argument('--plateaus', action='store_true', help='accept flat-topped centre maxima (one per plateau)')
+    parser.add_argument('--filter-outliers', action='store_true',
+                        help='drop detections whose k-th nearest neighbour is farther than --outlier-distance')
+    parser.add_argument('--neighbours', type=int, default=3, help='k of the outlier filter; default 3')
+    parser.add_argument('--outlier-distance', type=float, default=30.0, help='in voxels; default 30')
+    parser.add_argument('--patch', type=int, default=96, help='inference cube side (multiple of 4); default 96')
+    parser.add_argument('--threads', type=int, default=0, help='CPU threads for torch; 0 = torch default')
+    parser.set_defaults(func=_run_detect)
+
+
+def _check_model_sampling(model, info, path):
+    if abs(info.voxel_size[0] - model.voxel_size) > 0.05 * model.voxel_size:
+        raise CryoSegInputError(f'{path}: {info.voxel_size[0]:.2f} Å/px, but the model was trained at '
+                                f'{model.voxel_size:.2f} Å/px')
+
+
+def _load(path, kind):
+    from .learn import require_ml
+
+    require_ml()
+    from .learn.training import load_model
+
+    model = load_model(path)
+    if model.kind != kind:
+        raise CryoSegInputError(f'{path} is a {model.kind} model; this command needs a {kind} model')
+    return model
+
+
+def _run_detect(args):
+    import numpy as np
+    from emtable import Table
+
+    from .core.detection import detect
+    from .core.mrcio import write_volume
+
+    model = _load(args.model, 'detector')
+    os.makedirs(args.out, exist_ok=True)
+    for path in args.tomograms:
+        name = _tomogram_name(path)
+        volume, info = _read_tomogram(path)
+        _check_model_sampling(model, info, path)
+        maps = model.predict(volume, patch=args.patch, threads=args.threads)
+        min_size = args.min_size if args.min_size is not None else \
+            int(round(4 / 3 * np.pi * (model.diameter / 4 / model.voxel_size) ** 3))
+        found = detect(maps['mask'], maps['centre'], args.mask_threshold, args.centre_threshold, min_size,
+                       strict_maxima=not args.plateaus, filter_outliers=args.filter_outliers,
+                       neighbor_number=args.neighbours, distance_threshold=args.outlier_distance)
+        dtype = np.uint16 if len(found) < 2 ** 16 else np.float32
+        write_volume(os.path.join(args.out, f'{name}_instances.mrc'), found.labels.astype(dtype), info.voxel_size,
+                     info.origin)
+        table = Table(columns=['rlnTomoName', 'rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ',
+                               'rlnAutopickFigureOfMerit', 'cryosegVoxels'])
+        for centre, score, size in zip(found.centres, found.scores, found.sizes):
+            table.addRow(name, *map(float, centre), float(score), int(size))
+        star = os.path.join(args.out, f'{name}_particles.star')
+        table.write(star, tableName='particles')
+        print(f"{name}: {len(found)} particles -> {star}")
+
+
+def _add_train_mask(subparsers):
+    parser = subparsers.add_parser(
+        'train_mask', help='train a 3-D U-Net (MONAI) to reproduce tomogram masks (needs [ml])')
+    parser.add_argument('tomograms', nargs='+', help='training tomograms (MRC)')
+    parser.add_argument('--masks', nargs='+', required=True, help='their masks (MRC, non-zero = keep), same order')
+    _add_training_options(parser, 1000, 4, 48, 1e-3, [16, 32, 64])
+    parser.set_defaults(func=_run_train_mask)
+
+
+def _run_train_mask(args):
+    from .learn import require_ml
+
+    require_ml()
+    from .learn.training import train_mask
+
+    if len(args.masks) != len(args.tomograms):
+        raise CryoSegInputError(f'give one mask per tomogram ({len(args.tomograms)} tomograms, {len(args.masks)} masks)')
+    volumes, masks = [], []
+    for path, mask_path in zip(args.tomograms, args.masks):
+        volume, info = _read_tomogram(path)
+        volumes.append(volume)
+        masks.append(_read_tomogram(mask_path)[0])
+    history = train_mask(volumes, masks, info.voxel_size[0], args.out, _loss_log(args), _training_settings(args),
+                         tuple(args.channels))
+    print(f"trained {history['iterations']} iterations in {history['seconds']:.0f} s: loss {history['mask'][-1]:.4f}; "
+          f"model {args.out}, loss log {_loss_log(args)}")
+
+
+def _add_predict_mask(subparsers):
+    parser = subparsers.add_parser('predict_mask', help='predict tomogram masks with a trained mask network (needs [ml])',
+                                   description='Writes OUT/NAME_mask.mrc (8-bit, 1 = keep) for every tomogram.')
+    parser.add_argument('tomograms', nargs='+', help='tomograms (MRC)')
+    parser.add_argument('--model', required=True, help='model file written by train_mask')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--threshold', type=float, default=0.5, help='probability threshold; default 0.5')
+    parser.add_argument('--min-region-size', type=int, default=250, help='remove smaller regions (voxels); default 250')
+    parser.add_argument('--no-fill-holes', dest='fill_holes', action='store_false', help='keep enclosed holes')
+    parser.add_argument('--keep-largest', action='store_true', help='keep only the largest region')
+    parser.add_argument('--grow', type=float, default=0.0, help='grow (>0) or erode (<0) by this many voxels')
+    parser.add_argument('--patch', type=int, default=96, help='inference cube side (multiple of 4); default 96')
+    parser.add_argument('--threads', type=int, default=0, help='CPU threads for torch; 0 = torch default')
+    parser.set_defaults(func=_run_predict_mask)
+
+
+def _run_predict_mask(args):
+    import numpy as np
+
+    from .core.morphology import postprocess_mask
+    from .core.mrcio import write_volume
+    from .core.statmask import mask_file_name
+
+    model = _load(args.model, 'mask')
+    os.makedirs(args.out, exist_ok=True)
+    for path in args.tomograms:
+        volume, info = _read_tomogram(path)
+        _check_model_sampling(model, info, path)
+        probability = model.predict(volume, patch=args.patch, threads=args.threads)['mask']
+        mask = postprocess_mask(probability > args.threshold, args.min_region_size, keep_largest=args.keep_largest,
+                                fill_holes=args.fill_holes, grow=args.grow)
+        target = os.path.join(args.out, mask_file_name(path))
+        write_volume(target, mask.view(np.int8), info.voxel_size, info.origin)
+        print(f"{_tomogram_name(path)}: mask keeps {100 * mask.mean():.1f} % of the voxels -> {target}")
+
+
+def _add_evaluate(subparsers):
+    parser = subparsers.add_parser(
+        'evaluate', help='precision, recall and F1 of picks against reference picks (STAR tables)',
+        description='Picks and references of each tomogram (rlnTomoName) are matched one-to-one within the radius '
+                    '(Hungarian assignment); unmatched picks are false positives, unmatched references false negatives.')
+    parser.add_argument('predicted', help='STAR table of the picks to score')
+    parser.add_argument('reference', help='STAR table of the reference (true) positions')
+    parser.add_argument('--radius', type=float, required=True,
+                        help='matching radius in Å (in pixels when the pixel sizes are left at 1)')
+    parser.add_argument('--pixel-size', type=float, nargs='+', default=[1.0], metavar='A',
+                        help='Å per pixel of both tables (one value) or of each (two values)')
+    parser.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args):
+    from .core.consensus import read_star_picks
+    from .core.evaluation import score_tomograms
+
+    sizes = _pixel_sizes(args.pixel_size, 2)
+    predicted, reference = ({ts: picks.xyz for ts, picks in read_star_picks(path, size)[0].items()}
+                            for path, size in zip((args.predicted, args.reference), sizes))
+    scores, total = score_tomograms(predicted, reference, args.radius)
+    print(f"{'tomogram':<20} {'TP':>6} {'FP':>6} {'FN':>6} {'P':>6} {'R':>6} {'F1':>6}")
+    for name, score in list(scores.items()) + [('all', total)]:
+        print(f"{name:<20} {score.tp:>6} {score.fp:>6} {score.fn:>6} {score.precision:>6.3f} {score.recall:>6.3f} "
+              f"{score.f1:>6.3f}")
+
+
+def _add_learned(subparsers):
+    for add in (_add_train_detector, _add_detect, _add_train_mask, _add_predict_mask, _add_evaluate):
+        add(subparsers)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog='cryoseg', description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest='command', required=True)
@@ -459,6 +705,7 @@ def build_parser():
     _add_remove_duplicates(subparsers)
     _add_segdiam_pick(subparsers)
     _add_model_workflow(subparsers)
+    _add_learned(subparsers)
     return parser
 
 

@@ -7,6 +7,8 @@ inference are numpy and work without it; the post-processing and the scores are 
 """
 import importlib
 
+import numpy as np
+
 from ..core.errors import CryoSegInputError
 
 INSTALL_HINT = "pip install 'scipion-em-cryoseg[ml]'"
@@ -36,3 +38,9 @@ def require_ml():
     message = missing_ml_message()
     if message:
         raise MissingMLError(message)
+
+
+def read_loss_log(path):
+    """``{column: array}`` of a training loss log (CSV: iteration, then one loss per network)."""
+    table = np.genfromtxt(path, delimiter=',', names=True, ndmin=1)
+    return {name: np.atleast_1d(table[name]) for name in table.dtype.names}

@@ -7,3 +7,8 @@ from .protocol_segdiam_pick import ProtCryoSegSegDiamPick
 from .protocol_make_mask import ProtCryoSegMakeMask
 from .protocol_import_meshes import ProtCryoSegImportMeshes
 from .protocol_model_workflow import ProtCryoSegModelWorkflow
+from .protocol_evaluate_picking import ProtCryoSegEvaluatePicking
+from .protocol_learned import ProtCryoSegTrainDetector
+from .protocol_learned import ProtCryoSegDetectParticles
+from .protocol_learned import ProtCryoSegTrainMaskNet
+from .protocol_learned import ProtCryoSegPredictMask

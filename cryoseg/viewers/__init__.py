@@ -4,3 +4,5 @@ from .viewer_make_mask import CryoSegMakeMaskViewer
 from .viewer_consensus import CryoSegConsensusViewer
 from .viewer_segdiam import CryoSegSegDiamViewer
 from .viewer_model_workflow import CryoSegModelWorkflowViewer
+from .viewer_learned import CryoSegTrainingViewer
+from .viewer_learned import CryoSegEvaluationViewer

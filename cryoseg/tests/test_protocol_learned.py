@@ -1,0 +1,146 @@
+"""Learned protocols and picking evaluation in a real headless Scipion project.
+
+A detector is trained on TS_01's ground-truth particles, applied to both phantoms and scored by the
+evaluation protocol against the ground truth; a mask network learns TS_01's ice slab and predicts
+TS_02's. Without torch the plugin still loads and the learned protocols say what to install.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tomo.protocols import ProtImportCoordinates3D, ProtImportTomomasks
+
+from cryoseg import convert
+from cryoseg.core.evaluation import score_points
+from cryoseg.core.mrcio import read_volume, write_volume
+from cryoseg.tests.base import CryoSegProjectTest
+from cryoseg.tests.test_learn import DETECTOR_PHANTOM
+
+pytest.importorskip('torch')
+
+from cryoseg.protocols import (ProtCryoSegDetectParticles, ProtCryoSegEvaluatePicking,  # noqa: E402
+                               ProtCryoSegPredictMask, ProtCryoSegTrainDetector, ProtCryoSegTrainMaskNet)
+from cryoseg.viewers.viewer_learned import evaluation_figure, loss_figure  # noqa: E402
+from cryoseg.learn import read_loss_log  # noqa: E402
+
+SAMPLING = 20.0
+SMALL_NETWORK = dict(batchSize=4, patchSize=24, learningRate=2e-3, numberOfThreads=2)
+
+
+def slab_mask(truth):
+    mask = np.zeros(truth.shape_xyz[::-1], np.int8)
+    mask[truth.ice_z[0]:truth.ice_z[1]] = 1
+    return mask
+
+
+class TestLearnedProtocols(CryoSegProjectTest):
+    SAMPLING = SAMPLING
+    PHANTOM = {k: v for k, v in DETECTOR_PHANTOM.items() if k != 'voxel_size'}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.centres = {ts: np.array([p['centre'] for p in truth.particles]) for ts, truth in cls.truths.items()}
+        cls.training = cls.importCoordinates('train', {'TS_01': cls.centres['TS_01']})
+        cls.reference = cls.importCoordinates('reference', cls.centres)
+        folder = os.path.join(cls.proj.getPath(), 'slabs')
+        os.makedirs(folder)
+        write_volume(os.path.join(folder, 'TS_01.mrc'), slab_mask(cls.truths['TS_01']), SAMPLING)
+        cls.slabMasks = cls.runProtocol(ProtImportTomomasks, filesPath=folder, filesPattern='*.mrc',
+                                        inputTomos=cls.tomograms).tomomasks
+
+    @classmethod
+    def importCoordinates(cls, name, centres):
+        folder = os.path.join(cls.proj.getPath(), f'coords_{name}')
+        os.makedirs(folder)
+        for ts, xyz in centres.items():
+            np.savetxt(os.path.join(folder, f'{ts}.txt'), xyz)
+        return cls.runProtocol(ProtImportCoordinates3D, filesPath=folder, filesPattern='*.txt',
+                               importTomograms=cls.tomograms, boxSize=8).outputCoordinates
+
+    def test_detector_chain(self):
+        train = self.runProtocol(ProtCryoSegTrainDetector, inputCoordinates=self.training, diameter=160.0,
+                                 iterations=100, channels='8 12 16', **SMALL_NETWORK)
+        model = train.model
+        self.assertEqual((model.getKind(), model.getVoxelSize(), model.getDiameter(), model.getPatchSize()),
+                         ('detector', SAMPLING, 160.0, 24))
+        self.assertTrue(os.path.exists(model.getModelFile()))
+        log = read_loss_log(model.getLossLog())
+        self.assertEqual(len(log['iteration']), 100)
+        self.assertEqual(model.getReport()['iterations'], 100)
+        self.assertLess(log['mask_loss'][-10:].mean(), log['mask_loss'][:10].mean())
+        loss_figure(log)
+
+        detect = self.runProtocol(ProtCryoSegDetectParticles, inputTomograms=self.tomograms, inputModel=model,
+                                  inferencePatch=64, centreThreshold=0.3)
+        coords, labels = detect.coordinates, detect.instanceMasks
+        self.assertEqual(coords.getBoxSize(), 8)
+        self.assertEqual(coords.getSamplingRate(), SAMPLING)
+        found = {ts: table for ts, table in convert.read_coordinates(coords).items()}
+        self.assertEqual(set(found), {'TS_01', 'TS_02'})
+        for mask in labels.iterItems():
+            volume, _ = read_volume(convert.tomogram_path(mask))
+            table = found[mask.getTsId()]
+            self.assertEqual(int(volume.max()), len(table))  # one label per detected particle
+            self.assertTrue(np.all((table.scores > 0) & (table.scores <= 1.5)))
+            # each coordinate is the centroid of its instance
+            first = np.argwhere(volume == 1).mean(0)[::-1]
+            self.assertLess(np.abs(first - table.xyz[0]).max(), 0.01)
+
+        evaluate = self.runProtocol(ProtCryoSegEvaluatePicking, inputCoordinates=coords,
+                                    referenceCoordinates=self.reference, radius=80.0)
+        evaluation = evaluate.getEvaluation()
+        for ts in ('TS_01', 'TS_02'):
+            expected = score_points(found[ts].xyz, self.centres[ts], radius=4.0)
+            self.assertEqual(evaluation['tomograms'][ts]['tp'], expected.tp)
+            self.assertAlmostEqual(evaluation['tomograms'][ts]['f1'], expected.f1)
+        self.assertGreater(evaluation['tomograms']['TS_02']['f1'], 0.6)  # a 100-iteration model on new data
+        self.assertIn('F1', ' '.join(evaluate.summary()))
+        self.assertTrue(os.path.exists(evaluate._getExtraPath('evaluation.csv')))
+        evaluation_figure(evaluation)
+
+        # the evaluation needs no network: the reference scores itself perfectly, radius from the box
+        selfScore = self.runProtocol(ProtCryoSegEvaluatePicking, inputCoordinates=self.reference,
+                                     referenceCoordinates=self.reference).getEvaluation()
+        self.assertEqual(selfScore['radius'], 8 * SAMPLING / 2)
+        self.assertEqual(selfScore['total']['f1'], 1.0)
+
+        wrongKind = self.newProtocol(ProtCryoSegPredictMask, inputTomograms=self.tomograms, inputModel=model)
+        self.assertIn('needs a mask model', ' '.join(wrongKind.validate()))
+
+    def test_mask_network_learns_the_slab(self):
+        train = self.runProtocol(ProtCryoSegTrainMaskNet, inputTomograms=self.tomograms, inputMasks=self.slabMasks,
+                                 iterations=60, channels='8 16 32', **SMALL_NETWORK)
+        self.assertEqual(train.model.getKind(), 'mask')
+        predict = self.runProtocol(ProtCryoSegPredictMask, inputTomograms=self.tomograms, inputModel=train.model,
+                                   inferencePatch=64, minRegion=0.0)
+        masks = convert.tomograms_by_tsid(predict.tomoMasks)
+        predicted = read_volume(convert.tomogram_path(masks['TS_02']))[0] > 0
+        truth = slab_mask(self.truths['TS_02']) > 0
+        iou = np.count_nonzero(predicted & truth) / np.count_nonzero(predicted | truth)
+        self.assertGreaterEqual(iou, 0.9)
+
+
+def test_without_torch_plugin_loads_and_learned_protocols_explain():
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'monai'): raise ImportError('blocked ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from pyworkflow.plugin import Domain\n"
+            "assert 'cryoseg' in Domain.getPlugins(), 'plugin not registered'\n"
+            "protocols = Domain.getProtocols()\n"
+            "for name in ('ProtCryoSegTrainDetector', 'ProtCryoSegDetectParticles', 'ProtCryoSegTrainMaskNet',\n"
+            "             'ProtCryoSegPredictMask'):\n"
+            "    print(name, protocols[name]()._validate())\n"
+            "print('evaluate', protocols['ProtCryoSegEvaluatePicking']()._validate())\n"
+            "assert 'torch' not in sys.modules\n")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5
+    for line in lines[:4]:
+        assert "pip install 'scipion-em-cryoseg[ml]'" in line, line
+    assert lines[4] == 'evaluate []'
