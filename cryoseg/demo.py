@@ -145,9 +145,13 @@ class Demo:
                     handle.write('{:.2f} {:.2f} {:.2f} {} marker\n'.format(*vesicle['centre'], vesicle['id']))
         return {'SAMPLE_DATA': self.data_dir, 'USER_POINTS': self.points_dir}
 
-    def run_workflow(self, template=TEMPLATE):
-        """Loads the template with the sample inputs and runs its protocols in order."""
+    def run_workflow(self, template=TEMPLATE, threads=None):
+        """Loads the template with the sample inputs and runs its protocols in order. ``threads``
+        overrides the template's thread counts (1 runs the steps serially, which avoids the parallel
+        executor's polling pauses on tiny data)."""
         for prot in load_workflow(self.project, self.write_inputs(), template):
+            if threads and prot.hasAttribute('numberOfThreads'):
+                prot.numberOfThreads.set(threads)
             self.launch(prot)
         self.tomograms = self.steps['import sample tomograms'].Tomograms
 
