@@ -5,18 +5,17 @@ Needs no machine-learning package: it compares two SetOfCoordinates3D of any ori
 import csv
 import json
 
-from pwem.protocols import EMProtocol
 from pyworkflow.object import String
 from pyworkflow.protocol import params
-from tomo.protocols import ProtTomoBase
 
 from .. import convert
 from ..core.evaluation import Score, score_tomograms
+from .base import ProtCryoSegBase
 
 TABLE_HEADER = ('tomogram', 'TP', 'FP', 'FN', 'precision', 'recall', 'F1')
 
 
-class ProtCryoSegEvaluatePicking(EMProtocol, ProtTomoBase):
+class ProtCryoSegEvaluatePicking(ProtCryoSegBase):
     """Scores picked coordinates against reference coordinates (manual annotations, ground truth or
     another picker) of the same tomograms. Picks and references are paired one-to-one within a
     matching radius, pairing as many as possible and, among those pairings, the closest ones

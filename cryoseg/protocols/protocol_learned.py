@@ -6,10 +6,8 @@ protocols load, and their validation says what to install when the extra is miss
 import json
 
 import numpy as np
-from pwem.protocols import EMProtocol
 from pyworkflow.protocol import params
 from tomo.objects import SetOfCoordinates3D, SetOfTomoMasks
-from tomo.protocols import ProtTomoBase
 
 from .. import convert
 from ..core.errors import CryoSegInputError
@@ -17,7 +15,7 @@ from ..core.extract import rescale_positions
 from ..core.mrcio import read_volume, write_volume
 from ..learn import missing_ml_message
 from ..objects import CryoSegModel
-from .base import ProtCryoSegPerTomogram
+from .base import ProtCryoSegBase, ProtCryoSegPerTomogram
 from .protocol_make_mask import ball_voxels
 
 SAMPLING_TOLERANCE = 0.05  # relative voxel-size difference between model and tomograms still accepted
@@ -132,7 +130,7 @@ class _TrainingForm:
                 f'Model: {model.getModelFile()}']
 
 
-class ProtCryoSegTrainDetector(_TrainingForm, EMProtocol, ProtTomoBase):
+class ProtCryoSegTrainDetector(_TrainingForm, ProtCryoSegBase):
     """Trains a particle detector on annotated tomograms: MaskNet learns which voxels belong to a
     particle (a ball of the given diameter around each annotation) and CenterNet learns how deep a
     voxel lies inside its particle (1 at the centre, 0 at the edge), which separates touching
@@ -194,7 +192,7 @@ class ProtCryoSegTrainDetector(_TrainingForm, EMProtocol, ProtTomoBase):
                 f'trained for {self.iterations.get()} iterations on particles of {self.diameter.get():.0f} Å with cryoseg.']
 
 
-class ProtCryoSegTrainMaskNet(_TrainingForm, EMProtocol, ProtTomoBase):
+class ProtCryoSegTrainMaskNet(_TrainingForm, ProtCryoSegBase):
     """Trains a 3-D U-Net (MONAI) to reproduce tomogram masks, e.g. specimen against ice, vacuum, carbon
     or other look-alike structures that statistics masks cannot tell apart. Give a few tomograms with
     good masks (made or corrected by hand); apply the model with 'predict mask' to the others."""
@@ -379,8 +377,8 @@ class ProtCryoSegDetectParticles(_ApplyModel):
         def fillMasks(output):
             output.append(convert.make_tomo_mask(tomo, self._labelsPath(tsId)))
 
-        self._appendToOutput(self.COORDINATES, createCoordinates, fillCoordinates)
-        self._appendToOutput(self.LABELS, createMasks, fillMasks)
+        self._appendToOutput(self.COORDINATES, createCoordinates, fillCoordinates, tsId)
+        self._appendToOutput(self.LABELS, createMasks, fillMasks, tsId)
 
     def _validate(self):
         return self._modelErrors()
@@ -445,7 +443,7 @@ class ProtCryoSegPredictMask(_ApplyModel):
         def fill(output):
             output.append(convert.make_tomo_mask(self._tomograms()[tsId], self._maskPath(tsId)))
 
-        self._appendToOutput(self.OUTPUT_NAME, create, fill)
+        self._appendToOutput(self.OUTPUT_NAME, create, fill, tsId)
 
     def _validate(self):
         return self._modelErrors()

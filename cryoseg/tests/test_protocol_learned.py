@@ -46,7 +46,7 @@ class TestLearnedProtocols(CryoSegProjectTest):
         cls.training = cls.importCoordinates('train', {'TS_01': cls.centres['TS_01']})
         cls.reference = cls.importCoordinates('reference', cls.centres)
         folder = os.path.join(cls.proj.getPath(), 'slabs')
-        os.makedirs(folder)
+        os.makedirs(folder, exist_ok=True)
         write_volume(os.path.join(folder, 'TS_01.mrc'), slab_mask(cls.truths['TS_01']), SAMPLING)
         cls.slabMasks = cls.runProtocol(ProtImportTomomasks, filesPath=folder, filesPattern='*.mrc',
                                         inputTomos=cls.tomograms).tomomasks
@@ -54,7 +54,7 @@ class TestLearnedProtocols(CryoSegProjectTest):
     @classmethod
     def importCoordinates(cls, name, centres):
         folder = os.path.join(cls.proj.getPath(), f'coords_{name}')
-        os.makedirs(folder)
+        os.makedirs(folder, exist_ok=True)
         for ts, xyz in centres.items():
             np.savetxt(os.path.join(folder, f'{ts}.txt'), xyz)
         return cls.runProtocol(ProtImportCoordinates3D, filesPath=folder, filesPattern='*.txt',
