@@ -66,8 +66,9 @@ class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
         form.addParam('lowpass', params.FloatParam, default=60.0, validators=[params.GE(0)],
                       label='Low-pass resolution (Å)',
                       help='Gaussian low-pass applied before thresholding (half amplitude at this '
-                           'resolution). About a third to half of the particle diameter works well; '
-                           'lower it for small particles, raise it for noisy tomograms.')
+                           'resolution). About a third to half of the particle diameter works well '
+                           '(e.g. 90 Å for particles of 120-260 Å); lower it for small particles, raise it '
+                           'for noisy tomograms.')
         form.addParam('clustering', params.EnumParam, choices=['k-means (10 clusters)', 'HAC'], default=0,
                       display=params.EnumParam.DISPLAY_HLIST, label='Diameter clustering',
                       help='k-means: 10 size clusters, the smallest and the largest are always rejected '
@@ -88,6 +89,13 @@ class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
                            'closest to this value (SIMPLE uses 0.17 on micrographs; tomograms hold far '
                            'less particle volume). The blob diameters are measured at half their own '
                            'contrast, so they do not depend much on this choice.')
+        form.addParam('minPeak', params.FloatParam, default=5.0, validators=[params.GE(0)],
+                      expertLevel=params.LEVEL_ADVANCED, label='Minimum peak contrast (σ)',
+                      help='A blob is kept only if its brightest voxel stands this many robust standard '
+                           'deviations (1.4826 x median absolute deviation of the low-passed tomogram) above '
+                           'the background. The threshold above always cuts into noise and ice texture; '
+                           'their many faint blobs would otherwise outnumber the particles and win the '
+                           'diameter statistics. 0 keeps every blob (SIMPLE).')
         form.addParam('thresholdMethod', params.EnumParam, choices=['k-means (SIMPLE)', 'Otsu'], default=0,
                       expertLevel=params.LEVEL_ADVANCED, label='Threshold method')
         form.addParam('estimator', params.EnumParam,
@@ -123,7 +131,8 @@ class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
                             lowpass=self.lowpass.get(), threshold=THRESHOLDS[self.thresholdMethod.get()],
                             foreground_fraction=self.foregroundFraction.get(),
                             estimator=ESTIMATORS[self.estimator.get()], in_plane=self.inPlane.get(),
-                            diameter_range=(self.minDiameter.get(), self.maxDiameter.get()))
+                            diameter_range=(self.minDiameter.get(), self.maxDiameter.get()),
+                            min_peak=self.minPeak.get())
 
     def _componentsPath(self, tsId):
         return self._getExtraPath(f'{tsId}_components.npz')

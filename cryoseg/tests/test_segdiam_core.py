@@ -226,9 +226,38 @@ def test_mask_excludes_regions_and_binning_keeps_positions(balls_3d):
     assert binned.working_size == pytest.approx(10.0) and np.median(distance) < 1.0
 
 
+def test_peak_contrast_gate_on_a_cluttered_phantom_with_missing_wedge():
+    """Two default sample phantoms (the demo's: particles of 120/180/260 Å among vesicles, a filament,
+    gold, contamination, crowded-ice texture and correlated noise, 60° missing wedge). The foreground
+    fraction cuts into the texture: without the peak gate its blobs outnumber the particles, win the
+    diameter statistics and the picks are mostly texture. With the gate (5 σ), and the low-pass at half
+    the median particle diameter as the help advises, most picks are particles and most particles are
+    picked (measured on three seed pairs: precision 0.45-0.51, recall 0.67-0.87; without the gate 0.04-0.06
+    and 0.41-0.43)."""
+    from cryoseg.core.evaluation import score_tomograms
+    from cryoseg.core.phantom import make_phantom, phantom_config
+
+    phantoms = [make_phantom(phantom_config('small', seed=seed, missing_wedge=60.0)) for seed in (1, 2)]
+    reference = {i: np.array([p['centre'] for p in ph.truth.particles]) for i, ph in enumerate(phantoms)}
+    scores = {}
+    for min_peak in (5.0, 0.0):
+        settings = PickSettings(lowpass=90.0, min_peak=min_peak)
+        found = {i: pick_components(ph.volume, 10.0, settings) for i, ph in enumerate(phantoms)}
+        estimate = estimate_particle_size(np.concatenate([f.diameter for f in found.values()]), 10.0)
+        assert isinstance(estimate, SizeEstimate)
+        picks = {i: gate_diameters(f, estimate).xyz for i, f in found.items()}
+        scores[min_peak] = score_tomograms(picks, reference, 5.0)[1]  # within 50 Å
+    gated, ungated = scores[5.0], scores[0.0]
+    assert gated.precision >= 0.35 and gated.recall >= 0.55
+    assert ungated.precision < 0.15
+    assert gated.precision > 3 * ungated.precision and gated.recall > ungated.recall
+
+
 def test_bad_settings_are_input_errors():
     from cryoseg.core.errors import CryoSegInputError
     with pytest.raises(CryoSegInputError, match='diameter range'):
         pick_components(np.zeros((8, 8, 8)), 10.0, PickSettings(diameter_range=(50, 20)))
     with pytest.raises(CryoSegInputError, match='2-D image or a 3-D volume'):
         pick_components(np.zeros(8), 10.0)
+    with pytest.raises(CryoSegInputError, match='minimum peak contrast'):
+        pick_components(np.zeros((8, 8, 8)), 10.0, PickSettings(min_peak=-1))
