@@ -9,6 +9,7 @@ import sys
 
 from .core.errors import CryoSegInputError
 from .core.statmask import METHODS, STD_ESTIMATES, STD_MODES, Z_CROP_MODES
+from .core.texture import VOTES
 
 
 def _add_phantom(subparsers):
@@ -153,6 +154,9 @@ def _add_make_mask(subparsers):
     texture.add_argument('--texture-sigma', type=float, default=1.0, help='structure-tensor scale; default 1')
     texture.add_argument('--edge-sigma', type=float, default=0.5, help='gradient-magnitude scale; default 0.5')
     texture.add_argument('--dog', action='store_true', help='add the band-pass (DoG) energy vote')
+    texture.add_argument('--texture-vote', choices=VOTES, default='variance',
+                         help="'variance': the local variance decides alone (cryo-ET: the orientation and edge "
+                              "features follow the noise); 'majority': all features vote (Catena, FIB-SEM)")
     cleanup = parser.add_argument_group('clean-up (applied to the final mask)')
     cleanup.add_argument('--no-cleanup', dest='cleanup', action='store_false',
                          help="write the raw mask (IsoNet's output for --method statistics)")
@@ -188,7 +192,7 @@ def _run_make_mask(args):
                       std_mode=args.std_mode, std_percentile=args.std_percentile, z_crop=args.z_crop,
                       z_crop_mode=args.z_crop_mode, std_estimate=args.std_estimate)
     texture = dict(block_size=args.block_size, texture_sigma=args.texture_sigma, edge_sigma=args.edge_sigma,
-                   use_dog=args.dog)
+                   use_dog=args.dog, vote=args.texture_vote)
     postprocess = dict(min_region_size=args.min_region_size, open_radius=args.open_radius,
                        keep_largest=args.keep_largest, fill_holes=args.fill_holes,
                        grow=args.grow) if args.cleanup else None

@@ -80,6 +80,10 @@ class TestMakeMask(CryoSegProjectTest):
         for robust, estimate in ((True, 'robust'), (False, 'plain')):
             form = self.newProtocol(ProtCryoSegMakeMask, inputTomograms=self.tomograms, robustStd=robust)
             self.assertEqual(form.maskSettings(self.SAMPLING)['statistics']['std_estimate'], estimate)
+        for choice, vote in enumerate(('variance', 'majority')):
+            form = self.newProtocol(ProtCryoSegMakeMask, inputTomograms=self.tomograms, method=BOTH,
+                                    textureVote=choice)
+            self.assertEqual(form.maskSettings(self.SAMPLING)['texture']['vote'], vote)
 
         folder = os.path.join(self.proj.getPath(), 'bad_tomograms')
         volume = np.random.default_rng(0).standard_normal((32, 40, 40)).astype(np.float32)

@@ -169,7 +169,26 @@ def test_normalisation_uses_global_percentiles():
     (np.random.default_rng(0).random((8, 8, 8)), {'block_size': 1}, 'Block size'),
     (np.random.default_rng(0).random((8, 8, 8)), {'edge_sigma': 0}, 'Edge sigma'),
     (np.random.default_rng(0).random((8, 8, 8)), {'slab': 0}, 'Slab'),
+    (np.random.default_rng(0).random((8, 8, 8)), {'vote': 'unanimous'}, 'vote'),
 ])
 def test_bad_input_gets_a_clear_message(volume, options, message):
     with pytest.raises(CryoSegInputError, match=message):
         texture_mask(volume, **options)
+
+
+def test_variance_vote_keeps_the_particles_of_a_cryo_et_phantom_and_drops_the_empty_margins():
+    """The default sample phantom (particles, vesicles, gold, ice texture, noise correlated over a
+    voxel; empty margins above and below the ice). At voxel scales the coherence and edge features
+    follow the noise, so the majority vote loses particles and keeps empty ice; the local variance
+    alone keeps the particles (measured 0.96-1.00 on four phantoms, margins 3.5-4.9 %)."""
+    from cryoseg.core.phantom import make_phantom, phantom_config
+
+    phantom = make_phantom(phantom_config('small', seed=1))
+    x, y, z = np.round([p['centre'] for p in phantom.truth.particles]).astype(int).T
+    low, high = phantom.truth.ice_z
+    fractions = {}
+    for vote in ('variance', 'majority'):
+        mask = texture_mask(phantom.volume, vote=vote)
+        fractions[vote] = (mask[z, y, x].mean(), np.concatenate([mask[:low].ravel(), mask[high:].ravel()]).mean())
+    assert fractions['variance'][0] >= 0.9 and fractions['variance'][1] < 0.06
+    assert fractions['majority'][0] < 0.75 and fractions['majority'][1] > 0.1
