@@ -1,8 +1,8 @@
 """Learned protocols and picking evaluation in a real headless Scipion project.
 
 A detector is trained on TS_01's ground-truth particles, applied to both phantoms and scored by the
-evaluation protocol against the ground truth; a mask network learns TS_01's ice slab and predicts
-TS_02's. Without torch the plugin still loads and the learned protocols say what to install.
+evaluation protocol against the ground truth; on thicker phantoms, a mask network learns TS_01's ice
+slab and predicts TS_02's. Without torch the plugin still loads and the learned protocols say what to install.
 """
 import os
 import subprocess
@@ -45,11 +45,6 @@ class TestLearnedProtocols(CryoSegProjectTest):
         cls.centres = {ts: np.array([p['centre'] for p in truth.particles]) for ts, truth in cls.truths.items()}
         cls.training = cls.importCoordinates('train', {'TS_01': cls.centres['TS_01']})
         cls.reference = cls.importCoordinates('reference', cls.centres)
-        folder = os.path.join(cls.proj.getPath(), 'slabs')
-        os.makedirs(folder, exist_ok=True)
-        write_volume(os.path.join(folder, 'TS_01.mrc'), slab_mask(cls.truths['TS_01']), SAMPLING)
-        cls.slabMasks = cls.runProtocol(ProtImportTomomasks, filesPath=folder, filesPattern='*.mrc',
-                                        inputTomos=cls.tomograms).tomomasks
 
     @classmethod
     def importCoordinates(cls, name, centres):
@@ -110,14 +105,33 @@ class TestLearnedProtocols(CryoSegProjectTest):
         wrongKind = self.newProtocol(ProtCryoSegPredictMask, inputTomograms=self.tomograms, inputModel=model)
         self.assertIn('needs a mask model', ' '.join(wrongKind.validate()))
 
+
+class TestMaskNetworkProtocols(CryoSegProjectTest):
+    """A thicker phantom whose ice slab (half the volume) lies between 16-voxel layers of empty noise."""
+    SAMPLING = SAMPLING
+    PHANTOM = dict(shape_zyx=(64, 80, 80), ice_fraction=0.5, particle_diameters=(160.0,), particles_per_class=(20,),
+                   sphere_vesicle_radii=(), ellipsoid_vesicle_radii=(), filament=False, gold_beads=0,
+                   contamination=False, noise_std=0.3)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        folder = os.path.join(cls.proj.getPath(), 'slabs')
+        os.makedirs(folder, exist_ok=True)
+        write_volume(os.path.join(folder, 'TS_01.mrc'), slab_mask(cls.truths['TS_01']), SAMPLING)
+        cls.slabMasks = cls.runProtocol(ProtImportTomomasks, filesPath=folder, filesPattern='*.mrc',
+                                        inputTomos=cls.tomograms).tomomasks
+
     def test_mask_network_learns_the_slab(self):
         train = self.runProtocol(ProtCryoSegTrainMaskNet, inputTomograms=self.tomograms, inputMasks=self.slabMasks,
-                                 iterations=60, channels='8 16 32', **SMALL_NETWORK)
+                                 iterations=600, channels='8 16 32', **dict(SMALL_NETWORK, patchSize=32))
         self.assertEqual(train.model.getKind(), 'mask')
+        self.assertEqual(len(read_loss_log(train.model.getLossLog())['mask_loss']), 600)
         predict = self.runProtocol(ProtCryoSegPredictMask, inputTomograms=self.tomograms, inputModel=train.model,
-                                   inferencePatch=64, minRegion=0.0)
+                                   inferencePatch=64, minRegion=0.0, keepLargest=True)
         masks = convert.tomograms_by_tsid(predict.tomoMasks)
-        predicted = read_volume(convert.tomogram_path(masks['TS_02']))[0] > 0
+        self.assertEqual(set(masks), {'TS_01', 'TS_02'})
+        predicted = read_volume(convert.tomogram_path(masks['TS_02']))[0] > 0  # not seen in training
         truth = slab_mask(self.truths['TS_02']) > 0
         iou = np.count_nonzero(predicted & truth) / np.count_nonzero(predicted | truth)
         self.assertGreaterEqual(iou, 0.9)
