@@ -46,3 +46,26 @@ def test_every_protocol_is_registered_with_a_unique_name_and_citations():
         assert name.startswith('ProtCryoSeg'), name
         assert registered.get(name) is cls, f'{name} is not registered (name collision?)'
         assert cls._label
+
+
+def test_protocols_conf_places_every_protocol_in_the_tomography_view():
+    import configparser
+    import inspect
+    import json
+
+    from pyworkflow.protocol import Protocol
+
+    import cryoseg.protocols as module
+    config = configparser.ConfigParser()
+    config.optionxform = str
+    config.read(os.path.join(os.path.dirname(cryoseg.__file__), 'protocols.conf'))
+
+    def listed(node):
+        if node['tag'] == 'protocol':
+            yield node['value']
+        for child in node.get('children', []):
+            yield from listed(child)
+
+    in_tree = {name for node in json.loads(config['PROTOCOLS']['Tomography']) for name in listed(node)}
+    ours = {name for name, cls in inspect.getmembers(module, inspect.isclass) if issubclass(cls, Protocol)}
+    assert ours and in_tree == ours
