@@ -85,6 +85,15 @@ def test_corner_counts_equal_brute_force():
     assert counts.tolist() == brute
 
 
+def test_percentile_equals_numpy_exactly():
+    rng = np.random.default_rng(3)
+    for values in (rng.standard_normal(300_000).astype(np.float32),
+                   np.round(rng.standard_normal(200_001), 1).astype(np.float32),  # many ties
+                   rng.standard_normal(7).astype(np.float32), np.ones(1, np.float32)):
+        for q in (0, 0.3, 20, 50, 77.7, 99.9, 100):
+            assert statmask._percentile(values, q) == np.percentile(values, q)
+
+
 @pytest.mark.parametrize('slab', [7, 16, 64])
 def test_slabs_give_the_whole_volume_result(noise, slab):
     whole = len(noise)
