@@ -5,11 +5,11 @@ Prints the time of a 3 × 300,000-point consensus (target: under 5 s on a 2-core
 (scipion-em-tomoviz: set 0 seeds the clusters, every other point joins the nearest centre within
 the radius, O(N·clusters)) measured in the same run, as a ratio (target ≥ 50×).
 """
-import time
 
 import numpy as np
 
 from cryoseg.core.consensus import Picks, consensus
+from timing import best_time
 
 RADIUS = 60.0  # Å
 SPACING = 200.0  # Å, mean distance between particles
@@ -49,12 +49,6 @@ def greedy_upstream(pickings, radius):
     return votes[:count]
 
 
-def timed(function, *args):
-    start = time.perf_counter()
-    result = function(*args)
-    return result, time.perf_counter() - start
-
-
 def cryoseg_votes(pickings, radius):
     result = consensus([{'TS_01': Picks(p)} for p in pickings], radius, k=1)
     return result.clusters['TS_01'].votes
@@ -62,13 +56,13 @@ def cryoseg_votes(pickings, radius):
 
 def main():
     large = make_pickings(300_000)
-    votes, seconds = timed(cryoseg_votes, large, RADIUS)
+    seconds, votes = best_time(cryoseg_votes, large, RADIUS)
     print(f"cryoseg, 3 x {len(large[0]):,} points: {seconds:.2f} s, {len(votes):,} particles, "
           f"{np.sum(votes == 3):,} found by all three (target < 5 s)")
 
     small = make_pickings(10_000, seed=1)
-    fast_votes, fast = timed(cryoseg_votes, small, RADIUS)
-    slow_votes, slow = timed(greedy_upstream, small, RADIUS)
+    fast, fast_votes = best_time(cryoseg_votes, small, RADIUS)
+    slow, slow_votes = best_time(greedy_upstream, small, RADIUS)
     print(f"3 x {len(small[0]):,} points: cryoseg {fast:.3f} s, upstream greedy {slow:.2f} s, "
           f"ratio {slow / fast:.0f}x (target >= 50x)")
     print(f"  all three agree on: cryoseg {np.sum(fast_votes == 3):,}, greedy {np.sum(slow_votes == 3):,}; "

@@ -9,13 +9,13 @@ two are timed alternately (best of 3). Target: cryoseg ≤ 2× the baseline's ti
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 from cryoseg.core.extract import ExtractionSettings, Extractor
 from cryoseg.core.mrcio import open_volume
 from cryoseg.core.phantom import make_phantom, phantom_config, write_phantom
+from timing import best_time
 
 BOX = 32
 COUNT = 10_000
@@ -36,15 +36,6 @@ def cryoseg_extract(data, positions_xyz):
     return checksum
 
 
-def best_time(function, *args):
-    best = np.inf
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        result = function(*args)
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def main():
     with tempfile.TemporaryDirectory() as folder:
         print('writing the benchmark-size phantom ...', flush=True)
@@ -55,8 +46,8 @@ def main():
             corners = rng.integers(0, size - BOX + 1, size=(COUNT, 3))
             positions = corners + BOX // 2  # the box centre sits at index BOX // 2
             np.asarray(data).sum()  # warm the page cache for both
-            bare, bare_sum = best_time(bare_loop, data, corners)
-            ours, our_sum = best_time(cryoseg_extract, data, positions)
+            bare, bare_sum = best_time(bare_loop, data, corners, repeats=REPEATS)
+            ours, our_sum = best_time(cryoseg_extract, data, positions, repeats=REPEATS)
             if not np.isclose(bare_sum, our_sum):
                 sys.exit('cryoseg and the bare loop cut different boxes')
         print(f'{COUNT} boxes of {BOX}^3 from {os.path.basename(path)} ({"x".join(map(str, size))} voxels)')

@@ -8,7 +8,6 @@ z-score acceptance, box and mask, re-pick. Both are timed alternately (best of 2
 Target: cryoseg ≤ 1.5× the baseline's time.
 """
 import sys
-import time
 
 import numpy as np
 from scipy import ndimage
@@ -18,6 +17,7 @@ from skimage.measure import label, regionprops
 from cryoseg.core.phantom import make_phantom, phantom_config
 from cryoseg.core.segdiam import (PickSettings, SizeEstimate, estimate_particle_size, gate_diameters,
                                   lowpass_sigma, pick_components)
+from timing import best_time
 
 VOXEL = 10.0
 REPEATS = 2
@@ -36,20 +36,11 @@ def cryoseg_pick(volume):
     return gate_diameters(found, estimate) if isinstance(estimate, SizeEstimate) else found
 
 
-def best_time(function, *args):
-    best = np.inf
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        result = function(*args)
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def main():
     volume = make_phantom(phantom_config('bench', seed=0)).volume
     sigma = lowpass_sigma(PickSettings().lowpass, VOXEL)
-    base_time, base = best_time(baseline, volume, sigma)
-    ours_time, ours = best_time(cryoseg_pick, volume)
+    base_time, base = best_time(baseline, volume, sigma, repeats=REPEATS)
+    ours_time, ours = best_time(cryoseg_pick, volume, repeats=REPEATS)
     ratio = ours_time / base_time
     print(f"segdiam pick on {volume.shape[::-1]} voxels: scikit-image baseline {base_time:.2f} s "
           f"({len(base)} regions), cryoseg {ours_time:.2f} s ({len(ours)} picks); ratio {ratio:.2f} "

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from tomo.constants import SCIPION
 from pwem.objects import Transform
-from tomo.objects import Coordinate3D, SubTomogram, TomoMask
+from pyworkflow.object import Float, String
+from tomo.objects import Coordinate3D, MeshPoint, SubTomogram, TomoMask
 
 from .core.mrcio import open_volume, read_info, require_tomogram
 
@@ -81,12 +82,18 @@ def read_tomogram_coordinates(coord_set, tomo):
                            np.asarray(groups, int), np.asarray(scores, float), np.asarray(ids, int))
 
 
-def append_coordinates(coord_set, tomo, xyz, matrices=None, group_ids=None, scores=None):
-    """Append coordinates of one tomogram to an output set; ``xyz`` are bottom-left-corner pixels."""
+def append_coordinates(coord_set, tomo, xyz, matrices=None, group_ids=None, scores=None,
+                       attributes=None, item_class=Coordinate3D):
+    """Append coordinates of one tomogram to an output set; ``xyz`` are bottom-left-corner pixels.
+
+    ``attributes`` maps an extra attribute name (e.g. ``'_cryosegDiameter'``) to one value per
+    position, stored as a Float (or a String for text); every item of a set must carry the same
+    attributes, as they become columns of the set. ``item_class`` may be ``MeshPoint``.
+    """
     xyz = np.asarray(xyz, float).reshape(-1, 3)
     stored = xyz + origin_offset_px(tomo)
     for index, position in enumerate(stored):
-        coord = Coordinate3D()
+        coord = item_class()
         coord.setVolume(tomo)
         coord.setPosition(*position, SCIPION)
         if matrices is not None:
@@ -94,6 +101,9 @@ def append_coordinates(coord_set, tomo, xyz, matrices=None, group_ids=None, scor
         coord.setGroupId(int(group_ids[index]) if group_ids is not None else 0)
         if scores is not None:
             coord.setScore(float(scores[index]))
+        for name, values in (attributes or {}).items():
+            value = values[index]
+            setattr(coord, name, String(value) if isinstance(value, str) else Float(float(value)))
         coord_set.append(coord)
     return len(stored)
 
@@ -161,27 +171,6 @@ def read_subtomograms(subtomo_set):
             for ts_id, items in rows.items()}
 
 
-class _TaggingAppender:
-    """Stands in for a set in :func:`append_coordinates`, attaching per-item Float attributes."""
-
-    def __init__(self, coord_set, values):
-        self.coord_set, self.values, self.index = coord_set, values, 0
-
-    def append(self, coord):
-        from pyworkflow.object import Float
-        for name, column in self.values.items():
-            setattr(coord, name, Float(float(column[self.index])))
-        self.index += 1
-        self.coord_set.append(coord)
-
-
-def append_coordinates_with_values(coord_set, tomo, xyz, scores=None, values=None):
-    """:func:`append_coordinates` plus extra Float attributes per coordinate: ``values`` maps an
-    attribute name (e.g. ``'_cryosegDiameter'``) to one value per position. Every item of a set must
-    carry the same attributes (they become columns of the set)."""
-    return append_coordinates(_TaggingAppender(coord_set, values or {}), tomo, xyz, scores=scores)
-
-
 # --------------------------------------------------------------------------- user points (SetOfMeshes)
 POINT_ROLE_ATTRIBUTE = '_cryosegRole'  # 'point' (on the geometry) or 'marker' (inside it)
 
@@ -189,19 +178,10 @@ POINT_ROLE_ATTRIBUTE = '_cryosegRole'  # 'point' (on the geometry) or 'marker' (
 def append_mesh_points(mesh_set, tomo, xyz, group_ids, roles):
     """Append clicked points of one tomogram as MeshPoints, one groupId per geometry; ``xyz`` are
     bottom-left-corner pixels, ``roles`` ('point' or 'marker') become the ``_cryosegRole`` attribute."""
-    from pyworkflow.object import String
-    from tomo.objects import MeshPoint
-
-    stored = np.asarray(xyz, float).reshape(-1, 3) + origin_offset_px(tomo)
-    for position, group_id, role in zip(stored, group_ids, roles):
-        point = MeshPoint()
-        point.setVolume(tomo)
-        point.setPosition(*position, SCIPION)
-        point.setGroupId(int(group_id))
-        point.setVolumeName(tomogram_path(tomo))
-        setattr(point, POINT_ROLE_ATTRIBUTE, String(role))
-        mesh_set.append(point)
-    return len(stored)
+    count = len(np.asarray(xyz, float).reshape(-1, 3))
+    return append_coordinates(mesh_set, tomo, xyz, group_ids=group_ids, item_class=MeshPoint,
+                              attributes={POINT_ROLE_ATTRIBUTE: [str(r) for r in roles],
+                                          '_volumeName': [tomogram_path(tomo)] * count})
 
 
 def read_point_annotations(coord_set, tomo):

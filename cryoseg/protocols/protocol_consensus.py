@@ -16,7 +16,6 @@ from tomo.objects import SetOfCoordinates3D
 from ..convert import (append_coordinates_angstrom, precedents_pointer, read_coordinates_angstrom,
                        tomograms_by_tsid)
 from ..core.consensus import Picks, consensus, remove_duplicates
-from ..core.errors import CryoSegInputError
 from .base import ProtCryoSegBase
 
 logger = logging.getLogger(__name__)

@@ -211,8 +211,8 @@ class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
             return output
 
         def fill(output):
-            convert.append_coordinates_with_values(output, tomo, kept.xyz, scores=kept.score,
-                                                   values={DIAMETER_ATTRIBUTE: kept.diameter})
+            convert.append_coordinates(output, tomo, kept.xyz, scores=kept.score,
+                                       attributes={DIAMETER_ATTRIBUTE: kept.diameter})
 
         self._appendToOutput(self.OUTPUT_NAME, create, fill, tsId)
         self.info(f"{tsId}: {len(kept)} of {len(found)} blobs in the accepted range")

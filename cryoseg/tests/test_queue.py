@@ -4,7 +4,6 @@ SLURM/PBS/SGE. The queue here executes locally (the submit command starts the jo
 template filled with the job's variables, the job script, the job id, and the protocol run by the
 job itself. The queue's hosts.conf belongs to this test project only (``.config/hosts.conf`` in the
 project folder), so other projects keep theirs."""
-import os
 import time
 
 from pyworkflow.project import Manager

@@ -6,7 +6,6 @@ input error would escape it and fail the test.
 """
 import os
 
-import numpy as np
 import pytest
 from emtable import Table
 
