@@ -21,8 +21,10 @@ from pyworkflow.exceptions import PyworkflowException
 from pyworkflow.object import Set, String
 from pyworkflow.protocol import STEPS_PARALLEL
 from pyworkflow.utils.retry_streaming import retry_on_sqlite_lock
+from tomo.objects import SetOfTomoMasks
 from tomo.protocols import ProtTomoBase
 
+from .. import convert
 from ..core.errors import CryoSegInputError
 from ..core.progress import Progress
 
@@ -174,3 +176,24 @@ class ProtCryoSegPerTomogram(ProtCryoSegBase):
 
     def _failureSummary(self):
         return [f"Failed {tsId}: {message}" for tsId, message in self.getFailures().items()]
+
+
+class MaskOutputMixin:
+    """For per-tomogram protocols whose result is one mask file per tomogram: the SetOfTomoMasks
+    output ``tomoMasks``, linked to ``inputTomograms`` and registered tomogram by tomogram."""
+    OUTPUT_NAME = 'tomoMasks'
+    _possibleOutputs = {OUTPUT_NAME: SetOfTomoMasks}
+
+    def _maskPath(self, tsId):
+        return self._getExtraPath(f'{tsId}_mask.mrc')
+
+    def registerTomogram(self, tsId):
+        def create():
+            output = self._createSet(SetOfTomoMasks, 'tomomasks%s.sqlite', '')
+            output.copyInfo(self.inputTomograms.get())
+            return output
+
+        def fill(output):
+            output.append(convert.make_tomo_mask(self._tomograms()[tsId], self._maskPath(tsId)))
+
+        self._appendToOutput(self.OUTPUT_NAME, create, fill, tsId)

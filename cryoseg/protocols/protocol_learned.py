@@ -15,7 +15,7 @@ from ..core.extract import rescale_positions
 from ..core.mrcio import read_volume, write_volume
 from ..learn import missing_ml_message
 from ..objects import CryoSegModel
-from .base import ProtCryoSegBase, ProtCryoSegPerTomogram
+from .base import MaskOutputMixin, ProtCryoSegBase, ProtCryoSegPerTomogram
 from .protocol_make_mask import ball_voxels
 
 SAMPLING_TOLERANCE = 0.05  # relative voxel-size difference between model and tomograms still accepted
@@ -397,13 +397,11 @@ class ProtCryoSegDetectParticles(_ApplyModel):
                 'were split by nearest centre.']
 
 
-class ProtCryoSegPredictMask(_ApplyModel):
+class ProtCryoSegPredictMask(MaskOutputMixin, _ApplyModel):
     """Predicts a mask for each tomogram with a trained mask network, thresholds its probability and
     cleans it up like 'make mask' (specks removed, enclosed holes filled, optional grow/erode)."""
     _label = 'predict mask'
     MODEL_KIND = CryoSegModel.MASK
-    OUTPUT_NAME = 'tomoMasks'
-    _possibleOutputs = {OUTPUT_NAME: SetOfTomoMasks}
 
     def _defineParams(self, form):
         self._addModelParams(form)
@@ -419,9 +417,6 @@ class ProtCryoSegPredictMask(_ApplyModel):
                       help='Grow the mask by this distance (negative values erode it).')
         form.addParallelSection(threads=2, mpi=0)
 
-    def _maskPath(self, tsId):
-        return self._getExtraPath(f'{tsId}_mask.mrc')
-
     def processTomogram(self, tsId):
         from ..core.morphology import postprocess_mask
 
@@ -433,17 +428,6 @@ class ProtCryoSegPredictMask(_ApplyModel):
         info = convert.tomogram_info(tomo)
         write_volume(self._maskPath(tsId), mask.view(np.int8), info.voxel_size, info.origin)  # MRC mode 0
         self.info(f'{tsId}: the mask keeps {100 * mask.mean():.1f} % of the voxels')
-
-    def registerTomogram(self, tsId):
-        def create():
-            output = self._createSet(SetOfTomoMasks, 'tomomasks%s.sqlite', '')
-            output.copyInfo(self.inputTomograms.get())
-            return output
-
-        def fill(output):
-            output.append(convert.make_tomo_mask(self._tomograms()[tsId], self._maskPath(tsId)))
-
-        self._appendToOutput(self.OUTPUT_NAME, create, fill, tsId)
 
     def _validate(self):
         return self._modelErrors()

@@ -4,7 +4,6 @@ import json
 import numpy as np
 from pyworkflow.object import String
 from pyworkflow.protocol import params
-from tomo.objects import SetOfTomoMasks
 
 from .. import convert
 from ..core.errors import CryoSegInputError
@@ -12,7 +11,7 @@ from ..core.extract import rescale_positions
 from ..core.mrcio import open_volume
 from ..core.statmask import (METHODS, STD_MODES, Z_CROP_MODES, make_mask_file, mask_warnings, points_inside,
                              side_from_angstrom)
-from .base import ProtCryoSegPerTomogram
+from .base import MaskOutputMixin, ProtCryoSegPerTomogram
 
 STATISTICS, TEXTURE, BOTH = range(3)
 TEXTURE_VOTES = ('variance', 'majority')  # the form's order
@@ -23,7 +22,7 @@ def ball_voxels(diameter_angstrom, sampling):
     return int(round(4.0 / 3.0 * np.pi * (diameter_angstrom / 2.0 / sampling) ** 3))
 
 
-class ProtCryoSegMakeMask(ProtCryoSegPerTomogram):
+class ProtCryoSegMakeMask(MaskOutputMixin, ProtCryoSegPerTomogram):
     """Masks the specimen in each tomogram so that later steps (picking, training sub-volume
     sampling, segmentation) ignore empty ice, the vacuum above and below the lamella and other
     empty regions. The statistics mask is IsoNet's: it keeps regions near dense material (for sparse
@@ -32,9 +31,6 @@ class ProtCryoSegMakeMask(ProtCryoSegPerTomogram):
     structure and edge strength. Both can be intersected and cleaned up. The output masks (8-bit,
     1 = keep) have the dimensions, sampling and tilt-series id of their tomograms."""
     _label = 'make mask'
-    OUTPUT_NAME = 'tomoMasks'
-    _possibleOutputs = {OUTPUT_NAME: SetOfTomoMasks}
-
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.maskStats = String('{}')
@@ -181,9 +177,6 @@ class ProtCryoSegMakeMask(ProtCryoSegPerTomogram):
         return dict(method=method, statistics=statistics if method != 'texture' else None,
                     texture=texture if method != 'statistics' else None, postprocess=postprocess)
 
-    def _maskPath(self, tsId):
-        return self._getExtraPath(f'{tsId}_mask.mrc')
-
     def _tomograms(self):
         return convert.tomograms_by_tsid(self.inputTomograms.get())
 
@@ -215,17 +208,6 @@ class ProtCryoSegMakeMask(ProtCryoSegPerTomogram):
             self._coordinateTables = convert.read_coordinates(coordSet)
         table = self._coordinateTables.get(tsId)
         return (table.xyz if table is not None else np.zeros((0, 3))), coordSet.getSamplingRate()
-
-    def registerTomogram(self, tsId):
-        def create():
-            output = self._createSet(SetOfTomoMasks, 'tomomasks%s.sqlite', '')
-            output.copyInfo(self.inputTomograms.get())
-            return output
-
-        def fill(output):
-            output.append(convert.make_tomo_mask(self._tomograms()[tsId], self._maskPath(tsId)))
-
-        self._appendToOutput(self.OUTPUT_NAME, create, fill, tsId)
 
     # ----------------------------------------------------------------------------------- bookkeeping
     def getMaskStats(self):
