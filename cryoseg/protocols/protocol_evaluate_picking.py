@@ -24,6 +24,9 @@ class ProtCryoSegEvaluatePicking(ProtCryoSegBase):
     their harmonic mean, per tomogram and over all. Positions are compared in Å, so the two sets may
     have different samplings (binnings)."""
     _label = 'evaluate picking'
+
+    def _citations(self):
+        return ['JimenezDeLaMorena2022']
     _possibleOutputs = {}
 
     def __init__(self, **kwargs):

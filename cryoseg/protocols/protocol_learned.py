@@ -138,6 +138,9 @@ class ProtCryoSegTrainDetector(_TrainingForm, ProtCryoSegBase):
     learned as background. Apply the model with 'detect particles' to tomograms of the same voxel size."""
     _label = 'train particle detector'
 
+    def _citations(self):
+        return ['HelmholtzParticleDetection', 'Moebel2021DeepFinder']
+
     def _defineParams(self, form):
         form.addSection(label='Input')
         form.addParam('inputCoordinates', params.PointerParam, pointerClass='SetOfCoordinates3D', important=True,
@@ -197,6 +200,9 @@ class ProtCryoSegTrainMaskNet(_TrainingForm, ProtCryoSegBase):
     or other look-alike structures that statistics masks cannot tell apart. Give a few tomograms with
     good masks (made or corrected by hand); apply the model with 'predict mask' to the others."""
     _label = 'train mask network'
+
+    def _citations(self):
+        return ['Cicek2016UNet3D']
 
     def _defineParams(self, form):
         form.addSection(label='Input')
@@ -299,6 +305,9 @@ class ProtCryoSegDetectParticles(_ApplyModel):
     isolated detections (whose k-th nearest neighbour is far) are dropped. Outputs the particle
     centres (score = CenterNet peak) and, per tomogram, an instance-label volume (each particle numbered)."""
     _label = 'detect particles'
+
+    def _citations(self):
+        return ['HelmholtzParticleDetection', 'Moebel2021DeepFinder']
     MODEL_KIND = CryoSegModel.DETECTOR
     COORDINATES, LABELS = 'coordinates', 'instanceMasks'
     _possibleOutputs = {COORDINATES: SetOfCoordinates3D, LABELS: SetOfTomoMasks}
@@ -401,6 +410,9 @@ class ProtCryoSegPredictMask(MaskOutputMixin, _ApplyModel):
     """Predicts a mask for each tomogram with a trained mask network, thresholds its probability and
     cleans it up like 'make mask' (specks removed, enclosed holes filled, optional grow/erode)."""
     _label = 'predict mask'
+
+    def _citations(self):
+        return ['Cicek2016UNet3D']
     MODEL_KIND = CryoSegModel.MASK
 
     def _defineParams(self, form):

@@ -37,6 +37,7 @@ def test_every_protocol_is_registered_with_a_unique_name_and_citations():
     import inspect
 
     from pyworkflow.protocol import Protocol
+    from pyworkflow.utils import parseBibTex
 
     import cryoseg.protocols as module
     ours = {name: cls for name, cls in inspect.getmembers(module, inspect.isclass)
@@ -46,6 +47,8 @@ def test_every_protocol_is_registered_with_a_unique_name_and_citations():
         assert name.startswith('ProtCryoSeg'), name
         assert registered.get(name) is cls, f'{name} is not registered (name collision?)'
         assert cls._label
+        citations = cls()._citations()
+        assert citations and set(citations) <= set(parseBibTex(cryoseg.bibtex.__doc__)), name
 
 
 def test_protocols_conf_places_every_protocol_in_the_tomography_view():
