@@ -1,14 +1,18 @@
 """cryoseg wizards (form helpers shown as a wand next to a parameter)."""
+from pyworkflow.viewer import DESKTOP_TKINTER
+from pyworkflow.wizard import Wizard
+
+from . import convert, plots
+from .core.errors import CryoSegInputError
+from .core.statmask import make_mask, mask_fraction, mask_warnings
+from .protocols import ProtCryoSegExtract, ProtCryoSegMakeMask, ProtCryoSegModelWorkflow
+
+
+def _even(size):
+    return max(2, 2 * int(round(size / 2)))
 
 
 # --------------------------------------------------------------------------------- make mask
-from pyworkflow.viewer import DESKTOP_TKINTER  # noqa: E402
-from pyworkflow.wizard import Wizard  # noqa: E402
-
-from . import convert, plots  # noqa: E402
-from .core.errors import CryoSegInputError  # noqa: E402
-from .core.statmask import make_mask, mask_fraction, mask_warnings  # noqa: E402
-from .protocols.protocol_make_mask import ProtCryoSegMakeMask  # noqa: E402
 
 
 def makeMaskPreviewFigure(protocol):
@@ -44,10 +48,6 @@ class CryoSegMaskPreviewWizard(Wizard):
 
 
 # ------------------------------------------------------------------ extraction box size
-from pyworkflow.viewer import DESKTOP_TKINTER  # noqa: E402,F811
-from pyworkflow.wizard import Wizard  # noqa: E402,F811
-
-from .protocols import ProtCryoSegExtract  # noqa: E402
 
 
 class CryoSegExtractBoxSizeWizard(Wizard):
@@ -65,8 +65,27 @@ class CryoSegExtractBoxSizeWizard(Wizard):
         tomos = protocol._sourceTomogramSet()
         if tomos is None:
             return None
-        size = coords.getBoxSize() * coords.getSamplingRate() / tomos.getSamplingRate()
-        return max(2, 2 * int(round(size / 2)))
+        return _even(coords.getBoxSize() * coords.getSamplingRate() / tomos.getSamplingRate())
+
+    def show(self, form, *params):
+        size = self.boxSize(form.protocol)
+        if size is not None:
+            form.setVar('boxSize', size)
+
+
+# ------------------------------------------------------------------ directional model box size
+class CryoSegModelWorkflowBoxSizeWizard(Wizard):
+    """Proposes the box size of the input points (the picking's box), made even."""
+    _targets = [(ProtCryoSegModelWorkflow, ['boxSize'])]
+    _environments = [DESKTOP_TKINTER]
+
+    @staticmethod
+    def boxSize(protocol):
+        """The input set's box size made even; None when no input or no box is set."""
+        points = protocol.inputMeshes.get() if protocol.inputMeshes.hasValue() else None
+        if points is None or not points.getBoxSize():
+            return None
+        return _even(points.getBoxSize())
 
     def show(self, form, *params):
         size = self.boxSize(form.protocol)

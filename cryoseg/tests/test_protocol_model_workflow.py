@@ -121,3 +121,9 @@ class TestModelWorkflowProtocol(CryoSegProjectTest):
         path = self.workflow._getExtraPath('viewer.png')
         fig.savefig(path)
         self.assertGreater(os.path.getsize(path), 10000)
+
+    def test_box_size_wizard_proposes_the_input_box(self):
+        from cryoseg.wizards import CryoSegModelWorkflowBoxSizeWizard
+        form = self.newProtocol(ProtCryoSegModelWorkflow, inputMeshes=self.importProt.meshes)
+        self.assertEqual(CryoSegModelWorkflowBoxSizeWizard.boxSize(form), 24)
+        self.assertIsNone(CryoSegModelWorkflowBoxSizeWizard.boxSize(self.newProtocol(ProtCryoSegModelWorkflow)))
