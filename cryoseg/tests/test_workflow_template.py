@@ -73,7 +73,10 @@ class TestWorkflowTemplate(BaseTest):
                         self.assertIn(output, possible)
         self.assertEqual(byLabel['import sample tomograms'].filesPath.get(), self.dataDir)
         self.assertEqual(byLabel['import user points'].filesPath.get(), self.pointsDir)
-        self.assertEqual(byLabel['make mask'].threshold.get(), 0.5)
+        self.assertEqual(byLabel['make mask'].threshold.get(), 1.0)
+        for label, lowpass in (('segdiam pick (masked)', 90.0), ('segdiam pick (whole tomogram, low-pass 120 Å)', 120.0)):
+            self.assertEqual(byLabel[label].foregroundFraction.get(), 0.10)
+            self.assertEqual(byLabel[label].lowpass.get(), lowpass)
         self.assertTrue(byLabel['picking consensus'].outputDifference.get())
         self.assertEqual(byLabel['extract membrane patches'].boxSize.get(), 24)
 

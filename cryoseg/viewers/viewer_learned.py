@@ -39,8 +39,8 @@ def evaluation_figure(evaluation):
     for offset, (column, label) in zip((-0.27, 0, 0.27), ((4, 'precision'), (5, 'recall'), (6, 'F1'))):
         ax.bar(positions + offset, [float(row[column]) for row in rows], width=0.27, label=label)
     ax.set_xticks(positions, names)
-    ax.set_ylim(0, 1.05)
-    ax.legend(ncol=3, loc='lower right')
+    ax.set_ylim(0, 1.25)  # headroom for the legend above bars that reach 1
+    ax.legend(ncol=3, loc='upper center')
     ax.set_title(f"picking scores (matching radius {evaluation.get('radius', 0):.1f} Å)")
     table_ax.axis('off')
     table_ax.table(cellText=[[str(v) for v in row] for row in rows], colLabels=TABLE_HEADER, loc='center')
