@@ -52,11 +52,14 @@ def mask_overview_figure(entries, table_header=(), table_rows=()):
         outlines = orthogonal_slices(mask, centre, smooth=0)
         for ax, image, outline, plane in zip(row, images, outlines, ('xy', 'xz', 'yz')):
             plot_slice_with_points(ax, image, mask=outline > 0, title=f'{title}: {plane} central slice')
-    if table_rows:
+    if table_rows:  # one axes across the last row, so that tight_layout can place the table
+        grid = axes[-1][0].get_gridspec()
         for ax in axes[-1]:
-            ax.axis('off')
-        table = axes[-1][0].table(cellText=[list(map(str, r)) for r in table_rows], colLabels=list(table_header),
-                                  loc='upper left', bbox=[0, 0, 3.2, 1])
+            ax.remove()
+        table_ax = fig.add_subplot(grid[-1, :])
+        table_ax.axis('off')
+        table = table_ax.table(cellText=[list(map(str, r)) for r in table_rows], colLabels=list(table_header),
+                               loc='upper left', bbox=[0, 0, 1, 1])
         table.auto_set_font_size(False)
         table.set_fontsize(9)
     return fig
