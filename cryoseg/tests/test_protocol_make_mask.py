@@ -109,7 +109,7 @@ class TestMakeMask(CryoSegProjectTest):
         slices = [ax for ax in figure.axes if ax.images]
         self.assertEqual(len(slices), 6)  # xy, xz, yz of two tomograms
         self.assertTrue(all(ax.collections for ax in slices))  # each with the mask outline
-        table = figure.axes[-3].tables[0]
+        table = next(ax for ax in figure.axes if ax.tables).tables[0]
         self.assertEqual(table[1, 0].get_text().get_text(), 'TS_01')
 
         # the wizard previews the form's current values on the first tomogram: the protocol's result
