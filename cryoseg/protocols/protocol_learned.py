@@ -120,7 +120,7 @@ class _TrainingForm:
             errors.append(f'The patch size must be a multiple of 4 voxels; got {self.patchSize.get()}.')
         return errors
 
-    def _trainingSummary(self):
+    def _summary(self):
         model = getattr(self, self.OUTPUT_NAME, None)
         if model is None:
             return ['Not trained yet.']
@@ -128,6 +128,11 @@ class _TrainingForm:
         losses = ', '.join(f'{name} {value:.4f}' for name, value in report.get('final_losses', {}).items())
         return [f"Trained {report.get('iterations')} iterations in {report.get('seconds')} s; final losses: {losses}.",
                 f'Model: {model.getModelFile()}']
+
+    def _methods(self):
+        if getattr(self, self.OUTPUT_NAME, None) is None:
+            return []
+        return [f'{self._trainedWhat()} was trained for {self.iterations.get()} iterations {self._trainedOn()}with cryoseg.']
 
 
 class ProtCryoSegTrainDetector(_TrainingForm, ProtCryoSegBase):
@@ -185,14 +190,11 @@ class ProtCryoSegTrainDetector(_TrainingForm, ProtCryoSegBase):
                               f'{self.patchSize.get()}-voxel patches: enlarge the patches or bin the tomograms.')
         return errors
 
-    def _summary(self):
-        return self._trainingSummary()
+    def _trainedWhat(self):
+        return 'A MaskNet/CenterNet particle detector (U-Net with two down- and two up-sampling levels)'
 
-    def _methods(self):
-        if getattr(self, self.OUTPUT_NAME, None) is None:
-            return []
-        return [f'A MaskNet/CenterNet particle detector (U-Net with two down- and two up-sampling levels) was '
-                f'trained for {self.iterations.get()} iterations on particles of {self.diameter.get():.0f} Å with cryoseg.']
+    def _trainedOn(self):
+        return f'on particles of {self.diameter.get():.0f} Å '
 
 
 class ProtCryoSegTrainMaskNet(_TrainingForm, ProtCryoSegBase):
@@ -242,14 +244,11 @@ class ProtCryoSegTrainMaskNet(_TrainingForm, ProtCryoSegBase):
             errors.append('No mask has the tilt-series id of a tomogram: give the masks of these tomograms.')
         return errors
 
-    def _summary(self):
-        return self._trainingSummary()
+    def _trainedWhat(self):
+        return 'A 3-D U-Net (MONAI) predicting tomogram masks'
 
-    def _methods(self):
-        if getattr(self, self.OUTPUT_NAME, None) is None:
-            return []
-        return [f'A 3-D U-Net (MONAI) was trained for {self.iterations.get()} iterations to predict tomogram masks '
-                f'with cryoseg.']
+    def _trainedOn(self):
+        return ''
 
 
 class _ApplyModel(ProtCryoSegPerTomogram):
