@@ -17,7 +17,8 @@ setup(
     license='GPLv3',
     python_requires='>=3.8',
     packages=find_packages(exclude=['bench']),
-    package_data={'cryoseg': ['protocols.conf', 'icon.png', 'workflows/*.json']},
+    package_data={'cryoseg': ['protocols.conf', 'icon.png', 'workflows/*.json',
+                           'tests/data/*/*']},
     # Ranges follow what scipion-pyworkflow 3.11 and scipion-em 3.11 pin (numpy 1.26, scipy <= 1.10).
     install_requires=[
         'scipion-pyworkflow>=3.11,<3.12',
