@@ -175,13 +175,19 @@ def read_subtomograms(subtomo_set):
 POINT_ROLE_ATTRIBUTE = '_cryosegRole'  # 'point' (on the geometry) or 'marker' (inside it)
 
 
-def append_mesh_points(mesh_set, tomo, xyz, group_ids, roles):
+MODEL_NAME_ATTRIBUTE = '_dynModelName'  # the model type of a mesh, named as Dynamo's vectorial picking does
+
+
+def append_mesh_points(mesh_set, tomo, xyz, group_ids, roles, models=None):
     """Append clicked points of one tomogram as MeshPoints, one groupId per geometry; ``xyz`` are
-    bottom-left-corner pixels, ``roles`` ('point' or 'marker') become the ``_cryosegRole`` attribute."""
+    bottom-left-corner pixels, ``roles`` ('point' or 'marker') become the ``_cryosegRole`` attribute
+    and ``models`` (optional, one model type per point) the ``_dynModelName`` attribute."""
     count = len(np.asarray(xyz, float).reshape(-1, 3))
+    attributes = {POINT_ROLE_ATTRIBUTE: [str(r) for r in roles], '_volumeName': [tomogram_path(tomo)] * count}
+    if models is not None:
+        attributes[MODEL_NAME_ATTRIBUTE] = [str(m) for m in models]
     return append_coordinates(mesh_set, tomo, xyz, group_ids=group_ids, item_class=MeshPoint,
-                              attributes={POINT_ROLE_ATTRIBUTE: [str(r) for r in roles],
-                                          '_volumeName': [tomogram_path(tomo)] * count})
+                              attributes=attributes)
 
 
 def read_point_annotations(coord_set, tomo):
@@ -190,7 +196,7 @@ def read_point_annotations(coord_set, tomo):
     the Dynamo model name of Dynamo meshes (``_dynModelName``) or ''."""
     roles, models = [], []
     for coord in coord_set.iterCoordinates(volume=tomo):
-        role, model = getattr(coord, POINT_ROLE_ATTRIBUTE, None), getattr(coord, '_dynModelName', None)
+        role, model = getattr(coord, POINT_ROLE_ATTRIBUTE, None), getattr(coord, MODEL_NAME_ATTRIBUTE, None)
         roles.append((role.get() if role is not None else None) or 'point')
         models.append((model.get() if model is not None else None) or '')
     return roles, models

@@ -6,6 +6,7 @@ from .protocol_consensus import ProtCryoSegRemoveDuplicates
 from .protocol_segdiam_pick import ProtCryoSegSegDiamPick
 from .protocol_make_mask import ProtCryoSegMakeMask
 from .protocol_import_meshes import ProtCryoSegImportMeshes
+from .protocol_pick_points import ProtCryoSegPickPoints
 from .protocol_model_workflow import ProtCryoSegModelWorkflow
 from .protocol_evaluate_picking import ProtCryoSegEvaluatePicking
 from .protocol_learned import ProtCryoSegTrainDetector

@@ -126,23 +126,16 @@ class ProtCryoSegImportMeshes(ProtCryoSegBase):
         meshes = self._createSetOfMeshes(self.inputTomograms)
         meshes.setSamplingRate(self.inputTomograms.get().getSamplingRate())
         meshes.setBoxSize(self.boxSize.get())
-        table, groupId = [], 0
+        table = []
         for tsId in sorted(byTsId):
             tomo = tomograms[tsId]
             rows = byTsId[tsId]
-            labels = sorted({label for _, label, _ in rows}, key=_naturalKey)
-            ids = {}
-            for label in labels:
-                groupId += 1
-                ids[label] = groupId
-                count = sum(1 for _, lab, role in rows if lab == label and role == 'point')
-                table.append(dict(tsId=tsId, label=label, groupId=groupId, points=count,
-                                  markers=sum(1 for _, lab, role in rows if lab == label) - count))
             xyz = self._toBottomLeftPixels(np.array([r[0] for r in rows], float), tomo)
-            _checkInside(tsId, xyz, tomo.getDim())
-            convert.append_mesh_points(meshes, tomo, xyz, [ids[r[1]] for r in rows], [r[2] for r in rows])
-            self.info(f'{tsId}: {len(rows)} points in {len(labels)} group(s)')
-        meshes.setNumberOfMeshes(groupId)
+            added = append_point_groups(meshes, tomo, xyz, [r[1] for r in rows], [r[2] for r in rows],
+                                        len(table) + 1)
+            table += added
+            self.info(f'{tsId}: {len(rows)} points in {len(added)} group(s)')
+        meshes.setNumberOfMeshes(len(table))
         self.groupTable.set(json.dumps(table))
         self._store(self.groupTable)
         self._defineOutputs(**{self.OUTPUT_NAME: meshes})
@@ -183,6 +176,23 @@ class ProtCryoSegImportMeshes(ProtCryoSegBase):
 
     def _citations(self):
         return ['JimenezDeLaMorena2022']
+
+
+def append_point_groups(meshes, tomo, xyz, labels, roles, firstId, models=None):
+    """Append the user points of one tomogram to ``meshes``, one mesh per group label, numbered
+    ``firstId``, ``firstId`` + 1, ... in natural label order; ``xyz`` are bottom-left-corner pixels,
+    ``roles`` 'point' or 'marker', ``models`` (optional) a model type per point. Points outside the
+    tomogram are refused. Returns one summary row per group."""
+    tsId = tomo.getTsId()
+    _checkInside(tsId, xyz, tomo.getDim())
+    ids, table = {}, []
+    for label in sorted(set(labels), key=_naturalKey):
+        ids[label] = firstId + len(ids)
+        count = sum(1 for lab, role in zip(labels, roles) if lab == label and role == 'point')
+        table.append(dict(tsId=tsId, label=label, groupId=ids[label], points=count,
+                          markers=sum(1 for lab in labels if lab == label) - count))
+    convert.append_mesh_points(meshes, tomo, xyz, [ids[label] for label in labels], roles, models)
+    return table
 
 
 def _tsIdOfName(name, tomograms):
