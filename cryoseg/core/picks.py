@@ -21,9 +21,10 @@ from .errors import CryoSegInputError
 from .model_workflow import canonical_model
 
 # model types of the directional model workflow (cryoseg.core.model_workflow.MODEL_TYPES) a group may
-# have, with the words the picking window shows
+# have, with the words the picking window shows; 'auto' leaves the choice to the workflow (it infers
+# the model from the points), so it is written as no model name
 MODEL_LABELS = {'sphere': 'vesicle', 'ellipsoid': 'ellipsoidal vesicle', 'membraneByLevels': 'membrane by levels',
-                'general': 'general surface', 'filamentHelix': 'filament'}
+                'general': 'general surface', 'filamentHelix': 'filament', 'auto': 'auto (from the points)'}
 COLOURS = ('#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6', '#bfef45',
            '#fabed4', '#469990', '#dcbeff', '#9a6324', '#fffac8', '#800000', '#aaffc3', '#808000')
 ORIENTATIONS = {'xy': (0, 1, 2), 'xz': (0, 2, 1), 'yz': (1, 2, 0)}  # (u, v, slice) axes among (x, y, z)
@@ -33,6 +34,10 @@ SESSION_VERSION = 1
 def _check_model(model):
     if model not in MODEL_LABELS:
         raise CryoSegInputError(f"unknown model {model!r}; choose one of {', '.join(MODEL_LABELS)}")
+
+
+def _default_name(model, group_id):
+    return f"{'group' if model == 'auto' else MODEL_LABELS[model]} {group_id}"
 
 
 def view_coordinates(xyz, orientation):
@@ -104,7 +109,7 @@ class PickSession:
     def new_group(self, model='sphere', name=None):
         _check_model(model)
         group_id = max((g.group_id for g in self.groups), default=0) + 1
-        group = PointGroup(group_id, name or f'{MODEL_LABELS[model]} {group_id}', model,
+        group = PointGroup(group_id, name or _default_name(model, group_id), model,
                            COLOURS[(group_id - 1) % len(COLOURS)])
         self.groups.append(group)
         return group
@@ -113,8 +118,8 @@ class PickSession:
         """Give a group another model type; a group still named by default is renamed after it."""
         _check_model(model)
         group = self.group(group_id)
-        if group.name == f'{MODEL_LABELS[group.model]} {group_id}':
-            group.name = f'{MODEL_LABELS[model]} {group_id}'
+        if group.name == _default_name(group.model, group_id):
+            group.name = _default_name(model, group_id)
         group.model = model
         return group
 
@@ -204,7 +209,7 @@ class PickSession:
     # ------------------------------------------------------------------------------------ outputs
     def mesh_rows(self):
         """The groups with points as per-position rows: (N, 3) voxels, group ids, roles ('point' or
-        'marker') and model types, in group order; groups without points are left out."""
+        'marker') and model types ('' for 'auto'), in group order; groups without points are left out."""
         xyz, ids, roles, models = [], [], [], []
         for group in self.groups:
             if not group.points:
@@ -213,7 +218,7 @@ class PickSession:
             xyz += positions
             ids += [group.group_id] * len(positions)
             roles += ['point'] * len(group.points) + ['marker'] * (group.marker is not None)
-            models += [group.model] * len(positions)
+            models += ['' if group.model == 'auto' else group.model] * len(positions)
         return np.asarray(xyz, float).reshape(-1, 3), np.asarray(ids, int), roles, models
 
     def to_json(self):
@@ -255,11 +260,9 @@ def load_session(path):
             raise CryoSegInputError(f'{path} is not a saved picking session ({err})') from None
 
 
-def session_from_points(ts_id, shape_xyz, xyz, group_ids, roles=None, models=None, particle_diameter=20.0,
-                        default_model='sphere'):
+def session_from_points(ts_id, shape_xyz, xyz, group_ids, roles=None, models=None, particle_diameter=20.0):
     """A session holding given points: rows of a group id > 0 become groups (marker-role rows their
-    marker, a model type of the directional model workflow or ``default_model``), rows of group 0
-    become particles. Model names may be spelt as Dynamo does (:func:`canonical_model`). The reverse of
+    marker; the model type named by the rows, else 'auto'), rows of group 0 become particles. Model names may be spelt as Dynamo does (:func:`canonical_model`). The reverse of
     :meth:`PickSession.mesh_rows` plus the particles."""
     session = PickSession(ts_id, tuple(int(s) for s in shape_xyz), float(particle_diameter))
     xyz = np.asarray(xyz, float).reshape(-1, 3)
@@ -273,7 +276,7 @@ def session_from_points(ts_id, shape_xyz, xyz, group_ids, roles=None, models=Non
             continue
         if group_id not in groups:
             model = canonical_model(model)
-            groups[group_id] = session.new_group(model if model in MODEL_LABELS else default_model)
+            groups[group_id] = session.new_group(model if model in MODEL_LABELS else 'auto')
         if role == 'marker':
             session.set_marker(groups[group_id].group_id, position)
         else:

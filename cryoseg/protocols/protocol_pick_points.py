@@ -50,12 +50,14 @@ class ProtCryoSegPickPoints(ProtTomoPicking, ProtCryoSegBase):
                       help='Drawn around each particle in particles mode; the box size of the outputs is '
                            'this diameter in pixels, rounded up to an even number.')
         form.addParam('defaultModel', params.EnumParam, choices=list(MODEL_LABELS.values()), default=0,
-                      label='Model of new groups', help='Each group can be given another model in the window.')
+                      label='Model of new groups',
+                      help='Each group can be given another model in the window. auto: the directional model '
+                           'workflow infers the model from the points.')
         form.addParam('inputPoints', params.PointerParam, pointerClass='SetOfMeshes,SetOfCoordinates3D',
                       allowsNull=True, label='Start from points (optional)',
                       help='Points to start from, e.g. from "import user points" or another picking: each '
-                           'mesh becomes a group (with its model and marker), coordinates without group '
-                           'become particles. Used for tomograms that have not been picked yet in this run.')
+                           'mesh becomes a group (with its model, else auto, and its marker), coordinates '
+                           'without group become particles. Used for tomograms not picked yet in this run.')
         form.addParam('openWindow', params.BooleanParam, default=True, expertLevel=params.LEVEL_ADVANCED,
                       label='Open the picking window?',
                       help='No: register the starting points without opening a window.')
@@ -100,7 +102,7 @@ class ProtCryoSegPickPoints(ProtTomoPicking, ProtCryoSegBase):
                 roles, models = convert.read_point_annotations(starting, involved[tsId].clone())
                 scale = starting.getSamplingRate() / self._samplingRate()
                 session = session_from_points(tsId, shape, table.xyz * scale, table.group_ids, roles, models,
-                                              self._diameterPx(), MODELS[self.defaultModel.get()])
+                                              self._diameterPx())
                 self.info(f'{tsId}: starting from {len(table)} points')
             else:
                 session = PickSession(tsId, shape, self._diameterPx())
