@@ -180,5 +180,5 @@ class ProtCryoSegPickPoints(ProtTomoPicking, ProtCryoSegBase):
                 f"picked by hand on tomogram slices with cryoseg's picking window."]
 
     def _citations(self):
-        return []
+        return ['JimenezDeLaMorena2022', 'CastanoDiez2017Catalogue']  # ScipionTomo; Dynamo's geometry models
 
