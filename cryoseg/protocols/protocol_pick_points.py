@@ -84,8 +84,12 @@ class ProtCryoSegPickPoints(ProtTomoPicking, ProtCryoSegBase):
         if self.openWindow.get():
             from ..viewers.picking_window import open_picking_dialog  # Tk only where a window opens
 
-            open_picking_dialog(tomograms, self.sessionPath, self.registerOutputs,
-                                MODELS[self.defaultModel.get()])
+            try:
+                open_picking_dialog(tomograms, self.sessionPath, self.registerOutputs,
+                                    MODELS[self.defaultModel.get()])
+            except CryoSegInputError as err:
+                self.setFailed(str(err))  # pyworkflow does not pass an interactive step's error on
+                raise
         self.registerOutputs()
 
     def _startSessions(self, tomograms):

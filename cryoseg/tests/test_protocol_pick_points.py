@@ -51,3 +51,19 @@ class TestPickPointsWithoutWindow(CryoSegProjectTest):
     def test_without_window_starting_points_are_required(self):
         prot = self.newProtocol(ProtCryoSegPickPoints, inputTomograms=self.tomograms, openWindow=False)
         self.assertIn('Without the picking window, give starting points.', prot.validate())
+
+    def test_without_a_display_the_window_fails_cleanly(self):
+        prot = self.newProtocol(ProtCryoSegPickPoints, inputTomograms=self.tomograms)
+        display = os.environ.pop('DISPLAY', None)  # the run inherits this environment
+        try:
+            self.proj.launchProtocol(prot, wait=True)
+        finally:
+            if display is not None:
+                os.environ['DISPLAY'] = display
+        prot = self.proj.getProtocol(prot.getObjId())
+        self.assertTrue(prot.isFailed())
+        self.assertIn('the picking window cannot open', prot.getErrorMessage())
+        self.assertFalse(prot.hasAttribute(ProtCryoSegPickPoints.MESHES))
+        for path in filter(os.path.exists, prot.getLogPaths()):  # a clear message, not a traceback
+            with open(path) as handle:
+                self.assertNotIn('Traceback', handle.read(), path)

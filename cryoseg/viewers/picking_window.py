@@ -19,6 +19,7 @@ from scipy import ndimage
 from tomo.viewers.views_tkinter_tree import TomogramsDialog, TomogramsTreeProvider
 
 from ..convert import tomogram_path
+from ..core.errors import CryoSegInputError
 from ..core.mrcio import open_volume
 from ..core.picks import (MODEL_LABELS, ORIENTATIONS, load_session, save_session, slice_image, view_coordinates,
                           view_shape, voxel_position)
@@ -447,7 +448,11 @@ def application_root():
 
     root = tk._default_root
     if root is None:
-        root = tk.Tk()
+        try:
+            root = tk.Tk()
+        except tk.TclError as err:
+            raise CryoSegInputError(f'the picking window cannot open ({err}): run the protocol from Scipion on a '
+                                    'display, or set "Open the picking window?" to No') from None
         root.withdraw()
     pwgui.setCommonFonts()
     return root
