@@ -58,7 +58,7 @@ class ProtCryoSegPickPoints(ProtTomoPicking, ProtCryoSegBase):
                       help='Points to start from, e.g. from "import user points" or another picking: each '
                            'mesh becomes a group (with its model, else auto, and its marker), coordinates '
                            'without group become particles. Used for tomograms not picked yet in this run.')
-        form.addParam('openWindow', params.BooleanParam, default=True, expertLevel=params.LEVEL_ADVANCED,
+        form.addParam('openWindow', params.BooleanParam, default=True,
                       label='Open the picking window?',
                       help='No: register the starting points without opening a window.')
 
