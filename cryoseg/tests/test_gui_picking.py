@@ -68,6 +68,7 @@ def test_pick_points_window_driven_by_events_then_model_workflow():
     # the driver saw the window react: keyboard stepping, orientation, the reopened window's picks
     first, second = report['runs']
     assert first['slice after keys'] == scenario['key target'], first
+    assert first['hidden group selectable'] is False, first
     assert second['loaded counts'] == first['final counts'], (first, second)
 
     runs = {run.getObjLabel(): run for run in project.getRuns()}
@@ -93,6 +94,7 @@ def test_pick_points_window_driven_by_events_then_model_workflow():
     assert len(particles) == len(targets)
     assert np.linalg.norm(particles[:, None] - targets[None], axis=2).min(axis=1).max() < TOLERANCE
     assert pick.coordinates.getBoxSize() == scenario['box']
+    assert f"  TS_01 '{scenario['filament name']}' (filament) -> mesh 2: 3 points" in pick.summary()
 
     # the directional model workflow recovers the vesicle from the picked points
     truth = read_truth(os.path.join(project.getPath(), 'phantoms', 'TS_01_truth.json'))
@@ -145,7 +147,7 @@ def plan_scenario(truth, report_dir):
             'marker': [centre[0], centre[1], centre_slice], 'filament': filament,
             'particles_first': particles[:2], 'particles': particles, 'centre_slice': centre_slice,
             'groups': {'1': sum(levels, []) + [dragged, side], '2': filament},
-            'models': {'1': 'sphere', '2': 'filamentHelix'}, 'box': int(2 * np.ceil(250.0 / SAMPLING / 2)),
+            'models': {'1': 'sphere', '2': 'filamentHelix'}, 'filament name': 'actin filament', 'box': int(2 * np.ceil(250.0 / SAMPLING / 2)),
             'key target': centre_slice + LEVELS[2]}
 
 
@@ -335,6 +337,8 @@ class PickingDriver:
         yield 0.2
 
     def script(self):
+        from tkinter import simpledialog
+
         dialog, window = yield from self.open_window()
         s = self.scenario
         if self.run == 2:
@@ -372,6 +376,18 @@ class PickingDriver:
         window.model_box.event_generate('<<ComboboxSelected>>')
         for point in s['filament']:
             self.press(window, point)
+        # renamed in the Rename button's dialog, which is modal: invoked apart, answered on the next tick
+        window.after(10, window.group_buttons['Rename'].invoke)
+        query = yield from self.wait_for(lambda: next((w for w in window.children.values()
+                                                       if isinstance(w, simpledialog.Dialog)), None), 'the rename dialog')
+        query.entry.delete(0, 'end')
+        query.entry.insert(0, s['filament name'])
+        query.ok()
+        yield 0.2
+        window.group_buttons['Hide/show'].invoke()
+        self.result['hidden group selectable'] = window.session.nearest('xy', window.index, *s['filament'][0][:2],
+                                                                        2.0) is not None
+        window.group_buttons['Hide/show'].invoke()
         yield 0.3
         self.screenshot(window, 'groups')
         self.click_list_row(window.group_list, 0)  # back to the vesicle
