@@ -262,8 +262,8 @@ def load_session(path):
 
 def session_from_points(ts_id, shape_xyz, xyz, group_ids, roles=None, models=None, particle_diameter=20.0):
     """A session holding given points: rows of a group id > 0 become groups (marker-role rows their
-    marker; the model type named by the rows, else 'auto'), rows of group 0 become particles. Model names may be spelt as Dynamo does (:func:`canonical_model`). The reverse of
-    :meth:`PickSession.mesh_rows` plus the particles."""
+    marker; the model type named by the rows, in cryoseg's or Dynamo's spelling, else 'auto'), rows of
+    group 0 become particles. The reverse of :meth:`PickSession.mesh_rows` plus the particles."""
     session = PickSession(ts_id, tuple(int(s) for s in shape_xyz), float(particle_diameter))
     xyz = np.asarray(xyz, float).reshape(-1, 3)
     group_ids = np.asarray(group_ids, int)

@@ -147,7 +147,8 @@ def plan_scenario(truth, report_dir):
             'marker': [centre[0], centre[1], centre_slice], 'filament': filament,
             'particles_first': particles[:2], 'particles': particles, 'centre_slice': centre_slice,
             'groups': {'1': sum(levels, []) + [dragged, side], '2': filament},
-            'models': {'1': 'sphere', '2': 'filamentHelix'}, 'filament name': 'actin filament', 'box': int(2 * np.ceil(250.0 / SAMPLING / 2)),
+            'models': {'1': 'sphere', '2': 'filamentHelix'}, 'filament name': 'actin filament',
+            'box': int(2 * np.ceil(250.0 / SAMPLING / 2)),
             'key target': centre_slice + LEVELS[2]}
 
 
@@ -378,8 +379,9 @@ class PickingDriver:
             self.press(window, point)
         # renamed in the Rename button's dialog, which is modal: invoked apart, answered on the next tick
         window.after(10, window.group_buttons['Rename'].invoke)
-        query = yield from self.wait_for(lambda: next((w for w in window.children.values()
-                                                       if isinstance(w, simpledialog.Dialog)), None), 'the rename dialog')
+        query = yield from self.wait_for(
+            lambda: next((w for w in window.children.values() if isinstance(w, simpledialog.Dialog)), None),
+            'the rename dialog')
         query.entry.delete(0, 'end')
         query.entry.insert(0, s['filament name'])
         query.ok()
