@@ -69,6 +69,8 @@ def test_pick_points_window_driven_by_events_then_model_workflow():
     first, second = report['runs']
     assert first['slice after keys'] == scenario['key target'], first
     assert first['hidden group selectable'] is False, first
+    assert first['groups after delete'] == ['vesicle 1', scenario['filament name']], first
+    assert abs(first['zoom'] - 1.25 ** 3) < 0.01, first  # three wheel notches, 1.25 times each
     assert second['loaded counts'] == first['final counts'], (first, second)
 
     runs = {run.getObjLabel(): run for run in project.getRuns()}
@@ -390,6 +392,9 @@ class PickingDriver:
         self.result['hidden group selectable'] = window.session.nearest('xy', window.index, *s['filament'][0][:2],
                                                                         2.0) is not None
         window.group_buttons['Hide/show'].invoke()
+        window.group_buttons['New'].invoke()  # a third group, deleted while still empty (no question asked)
+        window.group_buttons['Delete'].invoke()
+        self.result['groups after delete'] = [g.name for g in window.session.groups]
         yield 0.3
         self.screenshot(window, 'groups')
         self.click_list_row(window.group_list, 0)  # back to the vesicle
@@ -410,9 +415,17 @@ class PickingDriver:
         self.screenshot(window, 'xz_view')
         window.orientation_buttons['xy'].invoke()
         window.mode_buttons['particles'].invoke()
-        for particle in s['particles_first']:
+        for number, particle in enumerate(s['particles_first']):
             self.go_to_slice(window, particle[2])
+            if number == 0:  # the first one clicked zoomed in with the mouse wheel
+                width = np.diff(window.ax.get_xlim())[0]
+                widget = window.canvas.get_tk_widget()
+                for _ in range(3):
+                    widget.event_generate('<Button-4>', x=self.canvas_point(window, particle)[0],
+                                          y=self.canvas_point(window, particle)[1])
+                self.result['zoom'] = float(width / np.diff(window.ax.get_xlim())[0])
             self.press(window, particle)
+            window.toolbar.home()
             yield 0.1
         yield 0.3
         self.screenshot(window, 'particles')

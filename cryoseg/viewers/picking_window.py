@@ -232,6 +232,7 @@ class PickingWindow(tk.Toplevel):
     def on_scroll(self, event):
         if event.inaxes is not self.ax:
             return
+        self.toolbar.push_current()  # the toolbar's home and back buttons undo wheel zooms too
         factor = 0.8 ** event.step
         for get, set_, centre in ((self.ax.get_xlim, self.ax.set_xlim, event.xdata),
                                   (self.ax.get_ylim, self.ax.set_ylim, event.ydata)):
