@@ -381,7 +381,7 @@ def _run_convert(args):
         table.names = np.full(len(table), args.name or next(iter(geometries)), dtype=object)
     target = args.to or ('dynamo' if args.out.lower().endswith('.tbl') else 'relion5')
     if target == 'relion5':
-        formats.write_relion5_star(args.out, table, geometries)
+        formats.write_relion5_star(args.out, table, {**table.tomograms, **geometries})
     elif target == 'voxels':
         formats.write_voxel_star(args.out, table)
     else:

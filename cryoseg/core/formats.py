@@ -79,7 +79,8 @@ class PointTable:
 
     ``names`` (n,) tomogram names ('' where the file names none); ``xyz`` (n, 3) voxels from the first
     voxel; ``rotations`` (n, 3, 3) or None; ``scores`` (n,); ``groups`` (n,) labels and ``roles``
-    ('point' or 'marker') for user points; ``convention`` says how the positions were read.
+    ('point' or 'marker') for user points; ``convention`` says how the positions were read;
+    ``tomograms`` the {name: TomogramGeometry} a file carries (RELION 5 files written by cryoseg).
     """
     names: np.ndarray
     xyz: np.ndarray
@@ -89,6 +90,7 @@ class PointTable:
     roles: np.ndarray = None
     convention: str = ''
     extra: dict = field(default_factory=dict)
+    tomograms: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.xyz = np.asarray(self.xyz, float).reshape(-1, 3)
@@ -292,7 +294,8 @@ def read_star(path, tomograms=None):
     groups = [_label(v) for v in particles.getColumnValues(group_column)] if group_column else None
     roles = [_role(v) for v in particles.getColumnValues('cryosegRole')] if particles.hasColumn('cryosegRole') \
         else None
-    return PointTable(names, xyz, rotations, column('rlnAutopickFigureOfMerit'), groups, roles, convention)
+    return PointTable(names, xyz, rotations, column('rlnAutopickFigureOfMerit'), groups, roles, convention,
+                      tomograms=own)
 
 
 def read_dynamo_table(path, volume_list=None):
