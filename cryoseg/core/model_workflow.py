@@ -230,20 +230,22 @@ class UserPoints:
     groups: list
     roles: list  # 'point' or 'marker'
     tomo_names: list = None  # per point, when the file names the tomogram (STAR rlnTomoName)
+    convention: str = ''  # how the file's positions were read (cryoseg.core.formats)
 
 
-def read_user_points(path, file_format='auto'):
+def read_user_points(path, file_format='auto', tomograms=None):
     """Read points from STAR (rlnCoordinateX/Y/Z, a group column such as cryosegGroup or
     rlnGroupNumber, optional cryosegRole and rlnTomoName), CSV (header with x, y, z, group, role or
     positional columns), whitespace text ``x y z [group] [role]`` (``#`` comments), IMOD model2point
-    text or a Dynamo table, through :func:`cryoseg.core.formats.read_points`. Roles: ``point``
-    (default) or ``marker`` (a point inside the geometry; also ``centre``)."""
+    text or a Dynamo table, through :func:`cryoseg.core.formats.read_points` (``tomograms``: the
+    {name: TomogramGeometry} that RELION 5 centred coordinates need). Roles: ``point`` (default) or
+    ``marker`` (a point inside the geometry; also ``centre``)."""
     if not os.path.exists(path):
         raise CryoSegInputError(f'point file {path} does not exist')
-    table = read_points(path, file_format)
+    table = read_points(path, file_format, tomograms)
     names = table.names.tolist()
     return UserPoints(table.xyz, table.groups.tolist(), table.roles.tolist(),
-                      names if any(names) else None)
+                      names if any(names) else None, table.convention)
 
 
 def split_groups(xyz, group_ids, roles=None, models=None):

@@ -19,8 +19,8 @@ from tomo.protocols.protocol_tomo_apply_tomomask import ProtTomoApplyTomoMask
 from cryoseg.convert import read_coordinates
 from cryoseg.core.formats import read_points, read_volume_list
 from cryoseg.core.mrcio import read_volume
-from cryoseg.protocols import (ProtCryoSegExportPicks, ProtCryoSegExtract, ProtCryoSegMakeMask,
-                               ProtCryoSegSegDiamPick)
+from cryoseg.protocols import (ProtCryoSegExportPicks, ProtCryoSegExtract, ProtCryoSegImportMeshes,
+                               ProtCryoSegMakeMask, ProtCryoSegSegDiamPick)
 from cryoseg.protocols.protocol_export_picks import DYNAMO, RELION5
 from cryoseg.tests.base import CryoSegProjectTest
 
@@ -158,6 +158,12 @@ class TestChainingWithTomoProtocols(CryoSegProjectTest):
         for tsId in self.tsIds():
             np.testing.assert_allclose(table.of_tomogram(tsId).xyz, self.picks[tsId].xyz, atol=1e-4)
         self.assertIn('RELION 5 particle STAR', '\n'.join(relion.summary()))
+        # and back into Scipion: import user points detects the centred Å and converts them
+        imported = self.runProtocol(ProtCryoSegImportMeshes, inputTomograms=self.tomograms,
+                                    filesPath=relion._getExtraPath(), filesPattern='particles.star')
+        for tsId, points in read_coordinates(imported.meshes).items():
+            np.testing.assert_allclose(_sortedByPosition(points.xyz)[0], _sortedByPosition(self.picks[tsId].xyz)[0],
+                                       atol=1e-4)
 
         dynamo = self.runProtocol(ProtCryoSegExportPicks, inputPicks=self.subtomos, outputFormat=DYNAMO)
         table = read_points(dynamo._getExtraPath('particles.tbl'))
