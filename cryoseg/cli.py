@@ -44,8 +44,9 @@ def _add_extract(subparsers):
     parser = subparsers.add_parser(
         'extract', help='cut subtomograms around the coordinates of a STAR file (MRC files + STAR list)')
     parser.add_argument('tomogram', help='tomogram (MRC) to cut from')
-    parser.add_argument('coords', help="STAR file with rlnCoordinateX/Y/Z (pixels from the first voxel); "
-                                       "rows whose rlnTomoName differs from the tomogram's name are ignored")
+    parser.add_argument('coords', help="particle file: STAR with rlnCoordinateX/Y/Z (pixels from the first voxel) "
+                                       "or RELION 5 centred Å, Dynamo .tbl, CSV; rows whose tomogram name "
+                                       "differs from the tomogram's file name are ignored")
     parser.add_argument('--box', type=int, required=True, help='box size in pixels of the tomogram')
     parser.add_argument('--out', required=True, help='folder that receives the subtomograms and their STAR')
     parser.add_argument('--bin', type=float, default=1.0, metavar='F',
@@ -73,39 +74,36 @@ def _run_extract(args):
     from emtable import Table
 
     from .core.extract import ExtractionSettings, Extractor, rescale_positions
-    from .core.mrcio import open_volume, require_tomogram, write_volume
+    from .core.formats import RELION_ANGLES, TomogramGeometry, read_points, relion_from_rotations
+    from .core.mrcio import open_volume, read_info, require_tomogram, write_volume
 
     settings = ExtractionSettings(box=args.box, down_factor=args.bin, invert=args.invert,
                                   normalize=args.normalize or 'none', border=args.border,
                                   subvoxel=args.subvoxel)
     require_tomogram(args.tomogram)
     name = os.path.splitext(os.path.basename(args.tomogram))[0]
-    try:
-        table = Table(fileName=args.coords)
-    except Exception as err:  # emtable raises bare Exceptions for unreadable files
-        raise CryoSegInputError(f"{args.coords}: not a readable STAR file ({err})") from None
-    columns = table.getColumnNames()
-    if not {'rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ'} <= set(columns):
-        raise CryoSegInputError(f"{args.coords} has no rlnCoordinateX/Y/Z columns (found: {', '.join(columns)})")
-    rows = list(table)
-    if 'rlnTomoName' in columns:
-        names = sorted({str(row.rlnTomoName) for row in rows})
-        rows = [row for row in rows if str(row.rlnTomoName) == name]
-        if not rows:
+    info = read_info(args.tomogram)
+    table = read_points(args.coords, tomograms={name: TomogramGeometry(info.shape_xyz, info.voxel_size[0])})
+    print(f"{args.coords}: {table.convention}")
+    if any(table.names):
+        names = table.tomogram_names()
+        table = table.of_tomogram(name)
+        if not len(table):
             raise CryoSegInputError(f"no row of {args.coords} has rlnTomoName {name!r} (found: {', '.join(names)})")
-    angles = [c for c in ('rlnAngleRot', 'rlnAngleTilt', 'rlnAnglePsi') if c in columns]
-    xyz = np.array([(row.rlnCoordinateX, row.rlnCoordinateY, row.rlnCoordinateZ) for row in rows], float)
+    angles = list(RELION_ANGLES) if table.rotations is not None else []
+    angle_values = relion_from_rotations(table.rotations) if angles else np.zeros((len(table), 0))
+    xyz = table.xyz
+    centred = table.convention.startswith('RELION 5')  # already voxels of this tomogram
     with open_volume(args.tomogram) as (data, info):
         sampling = info.voxel_size[0]
-        positions = rescale_positions(xyz, args.coords_sampling or sampling, sampling)
+        positions = rescale_positions(xyz, sampling if centred else args.coords_sampling or sampling, sampling)
         out_sampling = settings.output_sampling(sampling)
         extractor = Extractor(data, positions, settings)
         listing = Table(columns=['rlnTomoName', 'rlnImageName', 'rlnCoordinateX', 'rlnCoordinateY',
                                  'rlnCoordinateZ', *angles, 'cryosegOffsetX', 'cryosegOffsetY', 'cryosegOffsetZ'])
         for index, box in extractor.boxes():
             path = write_volume(os.path.join(args.out, f'{name}_{index + 1:06d}.mrc'), box, out_sampling)
-            row = rows[index]
-            listing.addRow(name, os.path.abspath(path), *xyz[index], *(getattr(row, a) for a in angles),
+            listing.addRow(name, os.path.abspath(path), *xyz[index], *angle_values[index],
                            *extractor.residuals_out(index))
     os.makedirs(args.out, exist_ok=True)
     star_path = os.path.join(args.out, f'{name}_subtomograms.star')

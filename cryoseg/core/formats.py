@@ -197,7 +197,8 @@ def read_points(path, file_format='auto', tomograms=None, volume_list=None):
     else:
         raise CryoSegInputError(f"unknown point format {file_format!r}; use one of {', '.join(FORMATS)}")
     if not len(table):
-        raise CryoSegInputError(f'{path} contains no points')
+        kind = {'star': 'STAR', 'dynamo': 'Dynamo table', 'imod': 'model2point', 'csv': 'CSV'}.get(file_format, 'text')
+        raise CryoSegInputError(f'{path}: the {kind} file contains no points')
     return table
 
 
@@ -246,8 +247,8 @@ def read_star(path, tomograms=None):
     particles = next((t for t in tables.values() if t.hasAllColumns(list(CENTRED_COLUMNS))), None) or \
         next((t for t in tables.values() if t.hasAllColumns(list(VOXEL_COLUMNS))), None)
     if particles is None:
-        raise CryoSegInputError(f'{path}: no STAR table with rlnCoordinateX/Y/Z or '
-                                'rlnCenteredCoordinateX/Y/ZAngst')
+        raise CryoSegInputError(f'{path}: not a STAR file of particles: no rlnCoordinateX/Y/Z or '
+                                'rlnCenteredCoordinateX/Y/ZAngst columns')
 
     def column(name, default=0.0):
         if not particles.hasColumn(name):
