@@ -4,7 +4,7 @@ One group of points describes one geometry (a vesicle, a membrane, a filament). 
 geometry is fitted (:mod:`.geometry`), sampled at the requested spacing (:mod:`.surface_sampling`) and
 every cropping point gets a Scipion 4×4 matrix whose particle z-axis is the outward normal (filaments:
 the axis) in Dynamo's ZXZ convention (:mod:`.orientation`). A group that cannot be fitted is reported
-with its reason; the others go on. Also reads user-point files (STAR, CSV, plain text) and writes
+with its reason; the others go on. Also reads user-point files (through :mod:`.formats`) and writes
 cropping points as STAR.
 """
 import logging
