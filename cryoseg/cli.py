@@ -44,8 +44,9 @@ def _add_extract(subparsers):
     parser = subparsers.add_parser(
         'extract', help='cut subtomograms around the coordinates of a STAR file (MRC files + STAR list)')
     parser.add_argument('tomogram', help='tomogram (MRC) to cut from')
-    parser.add_argument('coords', help="STAR file with rlnCoordinateX/Y/Z (pixels from the first voxel); "
-                                       "rows whose rlnTomoName differs from the tomogram's name are ignored")
+    parser.add_argument('coords', help="particle file: STAR with rlnCoordinateX/Y/Z (pixels from the first voxel) "
+                                       "or RELION 5 centred Å, Dynamo .tbl, CSV; rows whose tomogram name "
+                                       "differs from the tomogram's file name are ignored")
     parser.add_argument('--box', type=int, required=True, help='box size in pixels of the tomogram')
     parser.add_argument('--out', required=True, help='folder that receives the subtomograms and their STAR')
     parser.add_argument('--bin', type=float, default=1.0, metavar='F',
@@ -73,39 +74,36 @@ def _run_extract(args):
     from emtable import Table
 
     from .core.extract import ExtractionSettings, Extractor, rescale_positions
-    from .core.mrcio import open_volume, require_tomogram, write_volume
+    from .core.formats import RELION_ANGLES, TomogramGeometry, read_points, relion_from_rotations
+    from .core.mrcio import open_volume, read_info, require_tomogram, write_volume
 
     settings = ExtractionSettings(box=args.box, down_factor=args.bin, invert=args.invert,
                                   normalize=args.normalize or 'none', border=args.border,
                                   subvoxel=args.subvoxel)
     require_tomogram(args.tomogram)
     name = os.path.splitext(os.path.basename(args.tomogram))[0]
-    try:
-        table = Table(fileName=args.coords)
-    except Exception as err:  # emtable raises bare Exceptions for unreadable files
-        raise CryoSegInputError(f"{args.coords}: not a readable STAR file ({err})") from None
-    columns = table.getColumnNames()
-    if not {'rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ'} <= set(columns):
-        raise CryoSegInputError(f"{args.coords} has no rlnCoordinateX/Y/Z columns (found: {', '.join(columns)})")
-    rows = list(table)
-    if 'rlnTomoName' in columns:
-        names = sorted({str(row.rlnTomoName) for row in rows})
-        rows = [row for row in rows if str(row.rlnTomoName) == name]
-        if not rows:
+    info = read_info(args.tomogram)
+    table = read_points(args.coords, tomograms={name: TomogramGeometry(info.shape_xyz, info.voxel_size[0])})
+    print(f"{args.coords}: {table.convention}")
+    if any(table.names):
+        names = table.tomogram_names()
+        table = table.of_tomogram(name)
+        if not len(table):
             raise CryoSegInputError(f"no row of {args.coords} has rlnTomoName {name!r} (found: {', '.join(names)})")
-    angles = [c for c in ('rlnAngleRot', 'rlnAngleTilt', 'rlnAnglePsi') if c in columns]
-    xyz = np.array([(row.rlnCoordinateX, row.rlnCoordinateY, row.rlnCoordinateZ) for row in rows], float)
+    angles = list(RELION_ANGLES) if table.rotations is not None else []
+    angle_values = relion_from_rotations(table.rotations) if angles else np.zeros((len(table), 0))
+    xyz = table.xyz
+    centred = table.convention.startswith('RELION 5')  # already voxels of this tomogram
     with open_volume(args.tomogram) as (data, info):
         sampling = info.voxel_size[0]
-        positions = rescale_positions(xyz, args.coords_sampling or sampling, sampling)
+        positions = rescale_positions(xyz, sampling if centred else args.coords_sampling or sampling, sampling)
         out_sampling = settings.output_sampling(sampling)
         extractor = Extractor(data, positions, settings)
         listing = Table(columns=['rlnTomoName', 'rlnImageName', 'rlnCoordinateX', 'rlnCoordinateY',
                                  'rlnCoordinateZ', *angles, 'cryosegOffsetX', 'cryosegOffsetY', 'cryosegOffsetZ'])
         for index, box in extractor.boxes():
             path = write_volume(os.path.join(args.out, f'{name}_{index + 1:06d}.mrc'), box, out_sampling)
-            row = rows[index]
-            listing.addRow(name, os.path.abspath(path), *xyz[index], *(getattr(row, a) for a in angles),
+            listing.addRow(name, os.path.abspath(path), *xyz[index], *angle_values[index],
                            *extractor.residuals_out(index))
     os.makedirs(args.out, exist_ok=True)
     star_path = os.path.join(args.out, f'{name}_subtomograms.star')
@@ -238,6 +236,7 @@ def _add_consensus(subparsers):
     parser.add_argument('--difference', type=int, metavar='I',
                         help='also write the picks of input I (1-based) that no other input confirms')
     parser.add_argument('--out', required=True, help='output STAR file')
+    _add_geometry_option(parser)
     parser.set_defaults(func=_run_consensus)
 
 
@@ -255,15 +254,17 @@ def _run_consensus(args):
     from .core.consensus import consensus, read_star_picks, write_star_clusters
 
     sizes = _pixel_sizes(args.pixel_size, len(args.inputs))
-    loaded = [read_star_picks(path, size) for path, size in zip(args.inputs, sizes)]
-    result = consensus([picks for picks, _ in loaded], args.radius, args.consensus, args.mode,
+    geometries = _geometries(args)
+    loaded = [_report_convention(path, read_star_picks(path, size, geometries))
+              for path, size in zip(args.inputs, sizes)]
+    result = consensus([one.picks for one in loaded], args.radius, args.consensus, args.mode,
                        angular_gate=args.angular_gate, axis_mode=args.axis_only)
-    with_angles = any(has for _, has in loaded)
+    with_angles = any(one.has_angles for one in loaded)
     selected = result.selected()
     write_star_clusters(args.out, selected, sizes[0], with_angles)
     jaccard = result.jaccard()
     for ts_id, clusters in result.clusters.items():
-        inputs = ' / '.join(str(len(picks.get(ts_id, ()))) for picks, _ in loaded)
+        inputs = ' / '.join(str(len(one.picks.get(ts_id, ()))) for one in loaded)
         print(f"{ts_id}: inputs {inputs} -> {len(clusters)} particles, {len(selected[ts_id])} kept, "
               f"Jaccard {jaccard[ts_id]:.2f}")
     print(f"{sum(len(c) for c in selected.values())} consensus picks written to {args.out}")
@@ -272,7 +273,7 @@ def _run_consensus(args):
         difference = result.difference(index)
         root, ext = os.path.splitext(args.out)
         path = f'{root}_only{args.difference}{ext or ".star"}'
-        write_star_clusters(path, difference, sizes[index], loaded[index][1])
+        write_star_clusters(path, difference, sizes[index], loaded[index].has_angles)
         print(f"{sum(len(c) for c in difference.values())} picks found only in input {args.difference} "
               f"written to {path}")
 
@@ -290,6 +291,7 @@ def _add_remove_duplicates(subparsers):
                         help="'best': the pick with the highest rlnAutopickFigureOfMerit; 'mean': the "
                              "mean position and orientation")
     parser.add_argument('--out', required=True, help='output STAR file')
+    _add_geometry_option(parser)
     parser.set_defaults(func=_run_remove_duplicates)
 
 
@@ -297,7 +299,8 @@ def _run_remove_duplicates(args):
     from .core.consensus import read_star_picks, remove_duplicates, write_star_clusters
 
     size = _pixel_sizes([args.pixel_size], 1)[0]
-    picks, with_angles = read_star_picks(args.input, size)
+    loaded = _report_convention(args.input, read_star_picks(args.input, size, _geometries(args)))
+    picks, with_angles = loaded.picks, loaded.has_angles
     kept = {}
     for ts_id, tomo_picks in picks.items():
         clusters = remove_duplicates(tomo_picks, args.radius, keep=args.keep)
@@ -310,6 +313,83 @@ def _run_remove_duplicates(args):
         print(f"{ts_id}: {len(tomo_picks)} -> {len(clusters)} picks")
     write_star_clusters(args.out, kept, size, with_angles)
     print(f"written to {args.out}")
+
+
+# --------------------------------------------------------------------------- formats
+def _add_geometry_option(parser):
+    parser.add_argument('--tomograms', nargs='+', default=[], metavar='FILE',
+                        help='the tomograms (MRC: size and pixel size from the headers, name = file stem) or a '
+                             'RELION tomograms.star; needed to read RELION 5 centred coordinates (Å from the '
+                             'tomogram centre) and to write them')
+
+
+def _geometries(args):
+    """``{name: TomogramGeometry}`` of the --tomograms option (empty when not given)."""
+    from .core.formats import TomogramGeometry, read_relion_tomograms
+    from .core.mrcio import read_info
+
+    geometries = {}
+    for path in args.tomograms:
+        if path.lower().endswith('.star'):
+            geometries.update(read_relion_tomograms(path))
+        else:
+            info = read_info(path)
+            geometries[_tomogram_name(path)] = TomogramGeometry(info.shape_xyz, info.voxel_size[0])
+    return geometries
+
+
+def _report_convention(path, loaded):
+    """Say which position convention a file was read in (voxels or RELION 5 centred Å)."""
+    print(f"{path}: {loaded.convention}")
+    return loaded
+
+
+def _add_convert(subparsers):
+    parser = subparsers.add_parser(
+        'convert', help='convert picks between RELION 5 / voxel STAR, Dynamo tables, IMOD model2point text and CSV',
+        description="Reads any supported point file (the position convention of a STAR file is detected and "
+                    "printed) and writes a RELION 5 particle STAR (rlnTomoName, rlnCenteredCoordinateX/Y/ZAngst "
+                    "= Å from the tomogram centre, rlnAngleRot/Tilt/Psi), a voxel STAR (rlnCoordinateX/Y/Z) or "
+                    "a Dynamo table with its .vll.")
+    parser.add_argument('input', help='point file: .star, .tbl (with its .vll), .csv, IMOD model2point text')
+    parser.add_argument('--format', choices=['auto', 'star', 'dynamo', 'imod', 'csv', 'text'], default='auto',
+                        help="input format; 'auto' goes by the extension (.star, .tbl, .csv, else text). "
+                             "model2point output needs 'imod'")
+    parser.add_argument('--to', choices=['relion5', 'voxels', 'dynamo'],
+                        help="output form (default: 'dynamo' for .tbl, else 'relion5')")
+    parser.add_argument('--name', help='tomogram name for files that name none (text, CSV, model2point)')
+    parser.add_argument('--out', required=True, help='output file (.star or .tbl; a .tbl gets a .vll next to it)')
+    _add_geometry_option(parser)
+    parser.set_defaults(func=_run_convert)
+
+
+def _run_convert(args):
+    import numpy as np
+
+    from .core import formats
+
+    geometries = _geometries(args)
+    table = formats.read_points(args.input, args.format, geometries)
+    print(f"{args.input}: {len(table)} points, {table.convention}")
+    if args.name or not any(table.names):
+        if len(table.tomogram_names()) > 1:
+            raise CryoSegInputError(f'{args.input} names several tomograms; --name is for files that name none')
+        if not args.name and len(geometries) != 1:
+            raise CryoSegInputError(f'{args.input} names no tomogram: give --name')
+        table.names = np.full(len(table), args.name or next(iter(geometries)), dtype=object)
+    target = args.to or ('dynamo' if args.out.lower().endswith('.tbl') else 'relion5')
+    if target == 'relion5':
+        formats.write_relion5_star(args.out, table, {**table.tomograms, **geometries})
+    elif target == 'voxels':
+        formats.write_voxel_star(args.out, table)
+    else:
+        order = table.tomogram_names()
+        files = {_tomogram_name(p): os.path.abspath(p) for p in args.tomograms if not p.lower().endswith('.star')}
+        formats.write_dynamo_table(args.out, table, {name: i for i, name in enumerate(order, start=1)})
+        vll = os.path.splitext(args.out)[0] + '.vll'
+        formats.write_volume_list(vll, [files.get(name, name) for name in order])
+        print(f"tomogram indices listed in {vll}")
+    print(f"{len(table)} points of {len(table.tomogram_names())} tomogram(s) written to {args.out} ({target})")
 
 
 def _add_segdiam_pick(subparsers):
@@ -516,7 +596,7 @@ def _run_train_detector(args):
     require_ml()
     from .learn.training import train_detector
 
-    picks, _ = read_star_picks(args.coords)
+    picks = read_star_picks(args.coords).picks
     volumes, centres, sizes = [], [], set()
     for path in args.tomograms:
         name = _tomogram_name(path)
@@ -681,6 +761,7 @@ def _add_evaluate(subparsers):
                         help='matching radius in Å (in pixels when the pixel sizes are left at 1)')
     parser.add_argument('--pixel-size', type=float, nargs='+', default=[1.0], metavar='A',
                         help='Å per pixel of both tables (one value) or of each (two values)')
+    _add_geometry_option(parser)
     parser.set_defaults(func=_run_evaluate)
 
 
@@ -689,7 +770,9 @@ def _run_evaluate(args):
     from .core.evaluation import score_tomograms
 
     sizes = _pixel_sizes(args.pixel_size, 2)
-    predicted, reference = ({ts: picks.xyz for ts, picks in read_star_picks(path, size)[0].items()}
+    geometries = _geometries(args)
+    predicted, reference = ({ts: picks.xyz for ts, picks in
+                             _report_convention(path, read_star_picks(path, size, geometries)).picks.items()}
                             for path, size in zip((args.predicted, args.reference), sizes))
     scores, total = score_tomograms(predicted, reference, args.radius)
     print(f"{'tomogram':<20} {'TP':>6} {'FP':>6} {'FN':>6} {'P':>6} {'R':>6} {'F1':>6}")
@@ -714,6 +797,7 @@ def build_parser():
     _add_segdiam_pick(subparsers)
     _add_model_workflow(subparsers)
     _add_learned(subparsers)
+    _add_convert(subparsers)
     return parser
 
 

@@ -228,3 +228,34 @@ def append_coordinates_angstrom(coord_set, tomo, xyz_angstrom, matrices=None, gr
     sampling (which must be set); the inverse of :func:`read_coordinates_angstrom`."""
     stored = np.asarray(xyz_angstrom, float).reshape(-1, 3) / coord_set.getSamplingRate()
     return append_coordinates(coord_set, tomo, stored - origin_offset_px(tomo), matrices, group_ids, scores)
+
+
+# --------------------------------------------------------------------------- picks for export
+def read_picks_in_tomogram_pixels(picks_set):
+    """``({tsId: CoordinateTable}, {tsId: Tomogram})`` of a SetOfCoordinates3D or SetOfSubTomograms:
+    positions in voxels (from the first voxel) of each tomogram, rescaled from the coordinates'
+    sampling when it differs from the tomogram's, and rotations from the coordinates' matrices or the
+    subtomograms' transforms. Subtomograms are placed at their coordinates (their shifts, offsets
+    from the box centre, are not added)."""
+    if hasattr(picks_set, 'getCoordinates3D'):
+        coords = picks_set.getCoordinates3D()
+        tomos = coords.getPrecedentsInvolved()
+        coord_sampling = coords.getSamplingRate()
+        rows = {}
+        for subtomo in picks_set.iterItems():
+            coord = subtomo.getCoordinate3D()
+            ts_id = coord.getTomoId()
+            transform = subtomo.getTransform()
+            matrix = transform.getMatrix() if transform is not None else np.eye(4)
+            rows.setdefault(ts_id, []).append((coord.getPosition(SCIPION), matrix, subtomo.getObjId()))
+        tables = {ts_id: CoordinateTable(ts_id, np.array([r[0] for r in items], float) - origin_offset_px(tomos[ts_id]),
+                                         np.array([r[1] for r in items], float), np.zeros(len(items), int),
+                                         np.zeros(len(items)), np.array([r[2] for r in items], int))
+                  for ts_id, items in rows.items()}
+    else:
+        tomos = picks_set.getPrecedentsInvolved()
+        coord_sampling = picks_set.getSamplingRate()
+        tables = {ts_id: table for ts_id, table in read_coordinates(picks_set).items() if len(table)}
+    for ts_id, table in tables.items():
+        table.xyz = table.xyz * (coord_sampling / tomos[ts_id].getSamplingRate())
+    return tables, {ts_id: tomos[ts_id] for ts_id in tables}

@@ -14,8 +14,6 @@ sign of q. In axis mode only the particle's normal (the third row of the rotatio
 scipion-em-tomo's ``normalFromMatrix``) is averaged and the in-plane angle is kept from the member
 of the lowest set.
 """
-import os
-import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -392,80 +390,53 @@ def remove_duplicates(picks, radius, keep='best', **match_options):
 
 
 # ---------------------------------------------------------------------------------------- STAR files
-STAR_ANGLES = ('rlnAngleRot', 'rlnAngleTilt', 'rlnAnglePsi')
+@dataclass
+class LoadedPicks:
+    """Picks of one file: ``{tsId: Picks in Å}``, whether it has angles and the position convention
+    it was read in (see :func:`cryoseg.core.formats.read_points`)."""
+    picks: dict
+    has_angles: bool
+    convention: str
 
 
-def _relion_matrices(angles_degrees):
-    """4x4 matrices of RELION's ZYZ angles (rot, tilt, psi): RELION's rotation matrix, whose third
-    row is the particle's z axis in the tomogram (the normal used by the axis mode)."""
-    matrices = np.tile(np.eye(4), (len(angles_degrees), 1, 1))
-    if len(angles_degrees):
-        active = Rotation.from_euler('ZYZ', angles_degrees, degrees=True).as_matrix()
-        matrices[:, :3, :3] = np.transpose(active, (0, 2, 1))
-    return matrices
+def read_star_picks(path, pixel_size=1.0, tomograms=None, file_format='auto'):
+    """:class:`LoadedPicks` of a particle file: STAR in voxels (rlnCoordinateX/Y/Z, pixels of
+    ``pixel_size`` Å) or RELION 5 centred Å (needs ``tomograms``: {name: TomogramGeometry}, whose pixel
+    size then replaces ``pixel_size``), or any other format of :mod:`cryoseg.core.formats`. Rows without
+    rlnTomoName belong to one tomogram named 'tomogram'; rlnAutopickFigureOfMerit is the score."""
+    from .formats import read_points
 
-
-def _relion_angles(matrices):
-    if not len(matrices):
-        return np.zeros((0, 3))
-    with warnings.catch_warnings():  # tilt 0 is a gimbal lock: psi is then folded into rot
-        warnings.simplefilter('ignore')
-        return Rotation.from_matrix(np.transpose(matrices[:, :3, :3], (0, 2, 1))).as_euler('ZYZ', degrees=True)
-
-
-def read_star_picks(path, pixel_size=1.0):
-    """``({tsId: Picks in Å}, has_angles)`` of a STAR table with rlnCoordinateX/Y/Z (pixels of
-    ``pixel_size`` Å), optional rlnTomoName (else one tomogram named 'tomogram'), optional RELION
-    angles and rlnAutopickFigureOfMerit as score."""
-    from emtable import Table
-
-    if not os.path.isfile(path):
-        raise CryoSegInputError(f'{path}: no such file')
-    table = None
-    for name in (None, 'particles'):
-        try:
-            candidate = Table(fileName=str(path), tableName=name, guessType=False)
-        except Exception:  # emtable raises a bare Exception for a missing block
-            continue
-        if candidate.hasAllColumns(['rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ']):
-            table = candidate
-            break
-    if table is None:
-        raise CryoSegInputError(f'{path}: no STAR table with rlnCoordinateX, rlnCoordinateY, rlnCoordinateZ')
-
-    def column(name, default=0.0):
-        try:
-            return np.array([float(v) for v in table.getColumnValues(name)]) if table.hasColumn(name) \
-                else np.full(table.size(), default)
-        except ValueError as err:
-            raise CryoSegInputError(f'{path}: column {name} has a value that is not a number ({err})')
-
-    xyz = np.stack([column(f'rlnCoordinate{a}') for a in 'XYZ'], 1) * pixel_size
-    has_angles = table.hasAllColumns(list(STAR_ANGLES))
-    matrices = _relion_matrices(np.stack([column(c) for c in STAR_ANGLES], 1)) if has_angles else None
-    scores = column('rlnAutopickFigureOfMerit')
-    names = np.array([str(v) for v in table.getColumnValues('rlnTomoName')]) if table.hasColumn('rlnTomoName') \
-        else np.full(table.size(), 'tomogram')
-    return {ts_id: Picks(xyz[names == ts_id], None if matrices is None else matrices[names == ts_id],
-                         scores[names == ts_id])
-            for ts_id in sorted(set(names))}, has_angles
+    table = read_points(path, file_format, tomograms)
+    names = np.array([name or 'tomogram' for name in table.names], dtype=object)
+    sizes = np.array([tomograms[name].pixel_size if tomograms and name in (tomograms or {}) else pixel_size
+                      for name in table.names], float)
+    xyz = table.xyz * sizes[:, None]
+    matrices = None
+    if table.rotations is not None:
+        matrices = np.tile(np.eye(4), (len(table), 1, 1))
+        matrices[:, :3, :3] = table.rotations
+    picks = {ts_id: Picks(xyz[names == ts_id], None if matrices is None else matrices[names == ts_id],
+                          table.scores[names == ts_id])
+             for ts_id in sorted(set(names))}
+    return LoadedPicks(picks, table.rotations is not None, table.convention)
 
 
 def write_star_clusters(path, clusters_by_ts, pixel_size=1.0, with_angles=False):
-    """Write clusters as a STAR table: positions in pixels of ``pixel_size`` Å, RELION angles when
-    asked, cryosegVotes, cryosegSets (the 1-based numbers of the supporting inputs) and cryosegPicks
-    (the number of picks merged)."""
-    from emtable import Table
+    """Write clusters as a voxel STAR table (:func:`cryoseg.core.formats.write_voxel_star`): positions in
+    pixels of ``pixel_size`` Å, RELION angles when asked, cryosegVotes, cryosegSets (the 1-based numbers
+    of the supporting inputs) and cryosegPicks (the number of picks merged)."""
+    from .formats import PointTable, write_voxel_star
 
-    columns = ['rlnTomoName', 'rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ']
-    columns += list(STAR_ANGLES) if with_angles else []
-    table = Table(columns=columns + ['cryosegVotes', 'cryosegSets', 'cryosegPicks'])
+    names, xyz, rotations, scores, votes, sets, sizes = [], [], [], [], [], [], []
     for ts_id, clusters in clusters_by_ts.items():
-        angles = _relion_angles(clusters.matrices)
-        for index in range(len(clusters)):
-            mask = int(clusters.set_mask[index])
-            sets = ','.join(str(bit + 1) for bit in range(64) if mask >> bit & 1)
-            row = [ts_id, *(clusters.xyz[index] / pixel_size)]
-            row += list(angles[index]) if with_angles else []
-            table.addRow(*row, int(clusters.votes[index]), sets, int(clusters.size[index]))
-    table.write(str(path), tableName='particles')
+        names += [ts_id] * len(clusters)
+        scores += [float(s) for s in clusters.scores]
+        xyz.append(clusters.xyz / pixel_size)
+        rotations.append(clusters.matrices[:, :3, :3])
+        votes += [int(v) for v in clusters.votes]
+        sets += [','.join(str(bit + 1) for bit in range(64) if int(mask) >> bit & 1) for mask in clusters.set_mask]
+        sizes += [int(s) for s in clusters.size]
+    table = PointTable(names, np.concatenate(xyz) if xyz else np.zeros((0, 3)),
+                       np.concatenate(rotations) if with_angles and rotations else
+                       (np.zeros((0, 3, 3)) if with_angles else None), scores)
+    write_voxel_star(path, table, {'cryosegVotes': votes, 'cryosegSets': sets, 'cryosegPicks': sizes})

@@ -4,10 +4,9 @@ One group of points describes one geometry (a vesicle, a membrane, a filament). 
 geometry is fitted (:mod:`.geometry`), sampled at the requested spacing (:mod:`.surface_sampling`) and
 every cropping point gets a Scipion 4×4 matrix whose particle z-axis is the outward normal (filaments:
 the axis) in Dynamo's ZXZ convention (:mod:`.orientation`). A group that cannot be fitted is reported
-with its reason; the others go on. Also reads user-point files (STAR, CSV, plain text) and writes
+with its reason; the others go on. Also reads user-point files (through :mod:`.formats`) and writes
 cropping points as STAR.
 """
-import csv
 import logging
 import os
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import numpy as np
 
 from . import geometry
 from .errors import CryoSegInputError
+from .formats import read_points, relion_from_rotations
 from .orientation import IN_PLANE_POLICIES, in_plane_angles, matrix_from_normal, matrix_to_euler, scipion_matrix
 from .surface_sampling import (dense_count, inside_bounds, offset_along_normals, outside_exclusion,
                                sample_sphere, thin_to_spacing)
@@ -31,7 +31,6 @@ MODEL_ALIASES = {'vesicle': 'sphere', 'ellipsoidalvesicle': 'ellipsoid',
                  'filament': 'filamentHelix', 'filamentwithtorsion': 'filamentHelix',
                  'filamentsubunitsinhelix': 'filamentHelix', 'helix': 'filamentHelix',
                  'filamentrings': 'filamentRings', 'rings': 'filamentRings'}
-MARKER_ROLES = ('marker', 'centre', 'center', 'inside')
 
 
 def canonical_model(name):
@@ -231,96 +230,22 @@ class UserPoints:
     groups: list
     roles: list  # 'point' or 'marker'
     tomo_names: list = None  # per point, when the file names the tomogram (STAR rlnTomoName)
+    convention: str = ''  # how the file's positions were read (cryoseg.core.formats)
 
 
-STAR_GROUP_COLUMNS = ('cryosegGroup', 'rlnGroupNumber', 'rlnGroupName', 'rlnTomoManifoldIndex',
-                      'rlnClassNumber', 'groupId')
-
-
-def read_user_points(path):
-    """Read ``x y z [group] [role]`` points from STAR (rlnCoordinateX/Y/Z, a group column such as
-    cryosegGroup or rlnGroupNumber, optional cryosegRole and rlnTomoName), CSV (header with x, y, z,
-    group, role or positional columns) or whitespace text (``#`` comments). Roles: ``point`` (default)
-    or ``marker`` (a point inside the geometry; also ``centre``)."""
+def read_user_points(path, file_format='auto', tomograms=None):
+    """Read points from STAR (rlnCoordinateX/Y/Z, a group column such as cryosegGroup or
+    rlnGroupNumber, optional cryosegRole and rlnTomoName), CSV (header with x, y, z, group, role or
+    positional columns), whitespace text ``x y z [group] [role]`` (``#`` comments), IMOD model2point
+    text or a Dynamo table, through :func:`cryoseg.core.formats.read_points` (``tomograms``: the
+    {name: TomogramGeometry} that RELION 5 centred coordinates need). Roles: ``point`` (default) or
+    ``marker`` (a point inside the geometry; also ``centre``)."""
     if not os.path.exists(path):
         raise CryoSegInputError(f'point file {path} does not exist')
-    extension = os.path.splitext(path)[1].lower()
-    if extension == '.star':
-        columns = _read_star_columns(path)
-    else:
-        columns = _read_text_columns(path, csv_format=extension == '.csv')
-    try:
-        xyz = np.column_stack([np.asarray(columns[k], float) for k in ('x', 'y', 'z')])
-    except (KeyError, ValueError) as err:
-        raise CryoSegInputError(f'{path}: could not read x, y, z coordinates ({err})') from None
-    count = len(xyz)
-    if count == 0:
-        raise CryoSegInputError(f'{path} contains no points')
-    groups = [_group_label(g) for g in columns.get('group', ['1'] * count)]
-    roles = ['marker' if str(r).strip().lower() in MARKER_ROLES else 'point'
-             for r in columns.get('role', ['point'] * count)]
-    return UserPoints(xyz, groups, roles, columns.get('tomo'))
-
-
-def _group_label(value):
-    text = str(value).strip()
-    try:
-        number = float(text)
-        return str(int(number)) if number.is_integer() else text
-    except ValueError:
-        return text
-
-
-def _read_star_columns(path):
-    from emtable import Table
-
-    tables = []
-    for name in (None, 'particles', 'coordinates'):
-        try:
-            tables.append(Table(fileName=path, tableName=name, guessType=False))
-        except Exception:  # emtable raises a bare Exception for a missing block
-            continue
-    table = next((t for t in tables if t.hasAllColumns(['rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ'])),
-                 None)
-    if table is None:
-        raise CryoSegInputError(f'{path}: no STAR table with rlnCoordinateX, rlnCoordinateY, rlnCoordinateZ')
-    columns = {axis: table.getColumnValues(f'rlnCoordinate{axis.upper()}') for axis in 'xyz'}
-    group = next((c for c in STAR_GROUP_COLUMNS if table.hasColumn(c)), None)
-    if group:
-        columns['group'] = table.getColumnValues(group)
-    if table.hasColumn('cryosegRole'):
-        columns['role'] = table.getColumnValues('cryosegRole')
-    if table.hasColumn('rlnTomoName'):
-        columns['tomo'] = [str(v) for v in table.getColumnValues('rlnTomoName')]
-    return columns
-
-
-def _read_text_columns(path, csv_format):
-    with open(path, newline='') as handle:
-        if csv_format:
-            rows = [row for row in csv.reader(handle) if row and not row[0].lstrip().startswith('#')]
-        else:
-            rows = [line.split() for line in handle if line.strip() and not line.lstrip().startswith('#')]
-    if not rows:
-        raise CryoSegInputError(f'{path} contains no points')
-    names = ['x', 'y', 'z', 'group', 'role']
-    try:
-        [float(v) for v in rows[0][:3]]
-    except ValueError:  # a header line
-        header = [h.strip().lower() for h in rows[0]]
-        aliases = {'x': 'x', 'y': 'y', 'z': 'z', 'group': 'group', 'groupid': 'group', 'role': 'role',
-                   'rlncoordinatex': 'x', 'rlncoordinatey': 'y', 'rlncoordinatez': 'z', 'tomo': 'tomo',
-                   'tsid': 'tomo', 'rlntomoname': 'tomo'}
-        names = [aliases.get(h, h) for h in header]
-        rows = rows[1:]
-    defaults = {'group': '1', 'role': 'point'}  # trailing optional columns may be left out per line
-    columns = {}
-    for index, name in enumerate(names):
-        if all(len(row) > index for row in rows) or (name in defaults and any(len(row) > index for row in rows)):
-            columns[name] = [row[index].strip() if len(row) > index else defaults[name] for row in rows]
-    if not all(k in columns for k in 'xyz'):
-        raise CryoSegInputError(f'{path}: every line needs at least x, y and z')
-    return columns
+    table = read_points(path, file_format, tomograms)
+    names = table.names.tolist()
+    return UserPoints(table.xyz, table.groups.tolist(), table.roles.tolist(),
+                      names if any(names) else None, table.convention)
 
 
 def split_groups(xyz, group_ids, roles=None, models=None):
@@ -344,20 +269,12 @@ def split_groups(xyz, group_ids, roles=None, models=None):
 
 
 def crop_table_rows(result):
-    """Per cropping point: position, Dynamo angles (tdrot, tilt, narot) and RELION angles
-    (rot, tilt, psi) with (cos rot·sin tilt, sin rot·sin tilt, cos tilt) = the particle z-axis."""
+    """Per cropping point: position, Dynamo angles (tdrot, tilt, narot) and the same rotation as RELION
+    angles (rot, tilt, psi) (:func:`cryoseg.core.formats.relion_from_rotations`: rot = narot − 90,
+    psi = tdrot + 90)."""
     rotations = result.matrices[:, :3, :3]
     tdrot, tilt, narot = matrix_to_euler(rotations)
-    normals = rotations[:, 2]
-    relion_rot = np.degrees(np.arctan2(normals[:, 1], normals[:, 0]))
-    relion_tilt = np.degrees(np.arccos(np.clip(normals[:, 2], -1, 1)))
-    # the particle x-axis fixes psi: with rot and tilt set, psi is the in-plane angle from the RELION
-    # x-axis Rz(rot)·Ry(tilt)·e_x to the particle x-axis, about the normal
-    rot_r, tilt_r = np.radians(relion_rot), np.radians(relion_tilt)
-    base_x = np.column_stack([np.cos(rot_r) * np.cos(tilt_r), np.sin(rot_r) * np.cos(tilt_r), -np.sin(tilt_r)])
-    base_y = np.cross(normals, base_x)
-    relion_psi = np.degrees(np.arctan2(np.einsum('ij,ij->i', rotations[:, 0], base_y),
-                                       np.einsum('ij,ij->i', rotations[:, 0], base_x)))
+    relion_rot, relion_tilt, relion_psi = relion_from_rotations(rotations).T
     return [dict(x=p[0], y=p[1], z=p[2], tdrot=a, tilt=b, narot=c, rot=r, relion_tilt=t, psi=s)
             for p, a, b, c, r, t, s in zip(result.positions, tdrot, tilt, narot, relion_rot, relion_tilt,
                                            relion_psi)]

@@ -13,3 +13,4 @@ from .protocol_learned import ProtCryoSegTrainDetector
 from .protocol_learned import ProtCryoSegDetectParticles
 from .protocol_learned import ProtCryoSegTrainMaskNet
 from .protocol_learned import ProtCryoSegPredictMask
+from .protocol_export_picks import ProtCryoSegExportPicks

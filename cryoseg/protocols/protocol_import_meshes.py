@@ -13,11 +13,13 @@ from tomo.objects import SetOfMeshes
 
 from .. import convert
 from ..core.errors import CryoSegInputError
+from ..core.formats import TomogramGeometry
 from ..core.model_workflow import read_user_points
 from .base import ProtCryoSegBase
 
 UNITS = ['pixels', 'angstrom']
 ORIGINS = ['first voxel is 0', 'first voxel is 1', 'tomogram centre is 0']
+FILE_FORMATS = ['by extension', 'IMOD model2point']
 
 
 def pattern_regex(pattern):
@@ -36,7 +38,8 @@ class ProtCryoSegImportMeshes(ProtCryoSegBase):
 
     One file per tomogram, matched to the tomogram by the {TS} part of the file pattern (or one STAR
     file whose rlnTomoName column names the tomogram of each point). Accepted formats: STAR
-    (rlnCoordinateX/Y/Z, a group column such as cryosegGroup or rlnGroupNumber, optional cryosegRole),
+    (rlnCoordinateX/Y/Z, or RELION 5 rlnCenteredCoordinateX/Y/ZAngst; a group column such as cryosegGroup
+    or rlnGroupNumber, optional cryosegRole), Dynamo tables (.tbl with their .vll), IMOD model2point text,
     CSV (header x,y,z,group[,role] or those columns in that order) and plain text lines
     "x y z [group] [role]". All points of one group describe one geometry; a point whose role is
     "marker" (or "centre") marks the inside of that geometry (orientations point away from it). Each
@@ -60,6 +63,14 @@ class ProtCryoSegImportMeshes(ProtCryoSegBase):
                            'tilt-series id of the tomogram, e.g. "{TS}_points.star" or "clicks_{TS}.csv". '
                            'Without {TS}, the files must be STAR with an rlnTomoName column, or there '
                            'must be a single tomogram.')
+        form.addParam('fileFormat', params.EnumParam, choices=FILE_FORMATS, default=0,
+                      display=params.EnumParam.DISPLAY_HLIST, label='File format',
+                      help='"by extension": .star (RELION: voxel rlnCoordinateX/Y/Z, or RELION 5 '
+                           'rlnCenteredCoordinateX/Y/ZAngst, detected and converted with the tomograms\' size '
+                           'and pixel size, whatever units and origin say), .tbl (Dynamo table with its '
+                           '.vll), .csv, other: "x y z [group] [role]" text. "IMOD model2point": the output '
+                           'of model2point [-object] [-contour] model.mod points.txt; each object/contour is '
+                           'one group.')
         form.addParam('units', params.EnumParam, choices=['pixels', 'Å'], default=0,
                       display=params.EnumParam.DISPLAY_HLIST, label='Coordinate units')
         form.addParam('pointsSamplingRate', params.FloatParam, default=0.0, condition='units == 0',
@@ -101,19 +112,28 @@ class ProtCryoSegImportMeshes(ProtCryoSegBase):
         return xyz
 
     def _pointsByTomogram(self, tomograms):
-        """``{tsId: [(xyz, group label, role), ...]}`` from every matched file."""
+        """``{tsId: [(xyz, group label, role, already tomogram voxels), ...]}`` from every matched file."""
         byTsId = {}
+        geometries = {tsId: TomogramGeometry(tuple(tomo.getDim()), tomo.getSamplingRate())
+                      for tsId, tomo in tomograms.items()}
+        fileFormat = 'imod' if self.fileFormat.get() == 1 else 'auto'
         for path, tsId in self._matchFiles().items():
-            points = read_user_points(path)
+            # RELION 5 rows name their tomogram by tsId; a file matched by {TS} may name none
+            known = {**geometries, **({'': geometries[tsId]} if tsId in geometries else {})}
+            points = read_user_points(path, fileFormat, known)
+            if points.convention.startswith('RELION 5'):
+                self.info(f'{os.path.basename(path)}: {points.convention}, converted with the tomograms\' size '
+                          'and pixel size')
             if tsId is not None:
                 owners = [tsId] * len(points.xyz)
             elif points.tomo_names is not None:
                 owners = [_tsIdOfName(name, tomograms) for name in points.tomo_names]
             else:
                 owners = [next(iter(tomograms))] * len(points.xyz)
+            voxels = points.convention.startswith('RELION 5')  # already voxels of the tomogram
             for xyz, label, role, owner in zip(points.xyz, points.groups, points.roles, owners):
                 if owner in tomograms:
-                    byTsId.setdefault(owner, []).append((xyz, label, role))
+                    byTsId.setdefault(owner, []).append((xyz, label, role, voxels))
                 else:
                     self.warning(f'{os.path.basename(path)}: no tomogram with id {owner!r}; point skipped')
         return byTsId
@@ -130,7 +150,9 @@ class ProtCryoSegImportMeshes(ProtCryoSegBase):
         for tsId in sorted(byTsId):
             tomo = tomograms[tsId]
             rows = byTsId[tsId]
-            xyz = self._toBottomLeftPixels(np.array([r[0] for r in rows], float), tomo)
+            xyz = np.array([r[0] for r in rows], float)
+            inFormUnits = ~np.array([r[3] for r in rows], bool)  # RELION 5 points are voxels already
+            xyz[inFormUnits] = self._toBottomLeftPixels(xyz[inFormUnits], tomo)
             added = append_point_groups(meshes, tomo, xyz, [r[1] for r in rows], [r[2] for r in rows],
                                         len(table) + 1)
             table += added

@@ -51,7 +51,7 @@ def test_boxes_are_exact_listed_with_coordinates_and_angles_and_border_particles
     assert len(rows) == 3
     for row, (x, y, z), angles in zip(rows, PICKS, ANGLES):
         assert (row.rlnCoordinateX, row.rlnCoordinateY, row.rlnCoordinateZ) == (x, y, z)
-        assert (row.rlnAngleRot, row.rlnAngleTilt, row.rlnAnglePsi) == angles
+        assert (row.rlnAngleRot, row.rlnAngleTilt, row.rlnAnglePsi) == pytest.approx(angles, abs=1e-9)
         box, info = read_volume(row.rlnImageName)
         np.testing.assert_array_equal(box, volume[z - 8:z + 8, y - 8:y + 8, x - 8:x + 8])
         assert info.voxel_size == pytest.approx((7.5, 7.5, 7.5))
@@ -108,4 +108,4 @@ def test_bad_star_files_give_a_message_not_a_traceback(tmp_path, data):
     result = run_cli('extract', tmp_path / 'missing.mrc', other, '--box', 16, '--out', tmp_path / 'out')
     assert result.returncode == 2 and 'file not found' in result.stderr
     result = run_cli('extract', tomo, tmp_path / 'missing.star', '--box', 16, '--out', tmp_path / 'out')
-    assert result.returncode == 2 and 'not a readable STAR file' in result.stderr
+    assert result.returncode == 2 and 'no such file' in result.stderr

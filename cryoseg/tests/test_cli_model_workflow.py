@@ -38,8 +38,9 @@ def test_vesicle_points_give_outward_relion_and_dynamo_angles(tmp_path):
     assert {row.cryosegGroup for row in table} == {4}
     radial = (xyz - centre) / np.linalg.norm(xyz - centre, axis=1, keepdims=True)
     np.testing.assert_allclose(np.linalg.norm(xyz - centre, axis=1), 30, atol=0.6)
-    rot, tilt = (np.radians([getattr(row, name) for row in table]) for name in ('rlnAngleRot', 'rlnAngleTilt'))
-    relion_axis = np.column_stack([np.cos(rot) * np.sin(tilt), np.sin(rot) * np.sin(tilt), np.cos(tilt)])
+    tilt, psi = (np.radians([getattr(row, name) for row in table]) for name in ('rlnAngleTilt', 'rlnAnglePsi'))
+    # RELION's particle z-axis: the third column of Euler_angles2matrix(rot, tilt, psi)
+    relion_axis = np.column_stack([-np.cos(psi) * np.sin(tilt), np.sin(psi) * np.sin(tilt), np.cos(tilt)])
     assert np.degrees(np.arccos(np.clip(np.sum(relion_axis * radial, 1), -1, 1))).max() < 2.5
     tdrot, dyn_tilt = (np.radians([getattr(row, name) for row in table]) for name in ('cryosegTdrot', 'cryosegTilt'))
     dynamo_axis = np.column_stack([np.sin(dyn_tilt) * np.sin(tdrot), np.sin(dyn_tilt) * np.cos(tdrot),

@@ -279,14 +279,17 @@ def test_relion_angles_match_the_particle_axes(noisy_cap):
     rows = crop_table_rows(result)
     for row, matrix in zip(rows, result.matrices):
         rot, tilt, psi = np.radians([row['rot'], row['relion_tilt'], row['psi']])
-        direction = [np.cos(rot) * np.sin(tilt), np.sin(rot) * np.sin(tilt), np.cos(tilt)]
-        np.testing.assert_allclose(direction, matrix[2, :3], atol=1e-9)
-        # RELION's Euler_angles2matrix(rot, tilt, psi) is the same rotation
+        # RELION's Euler_angles2matrix(rot, tilt, psi) A maps the reference onto the particle, so the
+        # reference z-axis lies along A·e_z (tilt and psi; rot spins about it) and Scipion's matrix is Aᵀ
         ca, sa, cb, sb, cg, sg = np.cos(rot), np.sin(rot), np.cos(tilt), np.sin(tilt), np.cos(psi), np.sin(psi)
         relion = np.array([[cg * cb * ca - sg * sa, cg * cb * sa + sg * ca, -cg * sb],
                            [-sg * cb * ca - cg * sa, -sg * cb * sa + cg * ca, sg * sb],
                            [sb * ca, sb * sa, cb]])
-        np.testing.assert_allclose(relion, matrix[:3, :3], atol=1e-9)
+        np.testing.assert_allclose(relion[:, 2], matrix[2, :3], atol=1e-9)
+        np.testing.assert_allclose(relion.T, matrix[:3, :3], atol=1e-9)
+        # Dynamo (tdrot, tilt, narot) = RELION (narot - 90, tilt, tdrot + 90)
+        np.testing.assert_allclose(np.cos(np.radians([row['rot'] - row['narot'] + 90, row['psi'] - row['tdrot'] - 90])),
+                                   1, atol=1e-9)
 
 
 def test_read_user_points_star_csv_and_text(tmp_path):
