@@ -640,10 +640,11 @@ class PenalisedCurve:
     """A 3-D curve x(s), s in [0, 1], fitted by a P-spline (cubic B-splines, second-difference penalty)."""
     knots: np.ndarray
     coefficients: np.ndarray  # (basis, 3)
-    stiffness: float  # chosen penalty weight; inf = straight line
+    stiffness: float  # chosen penalty weight; inf = straight line, 0 = interpolation
+    degree: int = 3
 
     def __call__(self, s):
-        return interpolate.BSpline(self.knots, self.coefficients, 3, extrapolate=True)(np.asarray(s, float))
+        return interpolate.BSpline(self.knots, self.coefficients, self.degree)(np.asarray(s, float))
 
 
 def _pspline_basis(s, count):
@@ -672,6 +673,9 @@ def fit_penalised_curve(s, points, scatter=0.0, weights=None):
     """
     s, points = np.asarray(s, float), np.asarray(points, float)
     count = len(points)
+    if scatter <= 0:  # through the points: not-a-knot interpolation, no end condition bends the ends
+        spline = interpolate.make_interp_spline(s, points, k=min(3, count - 1))
+        return PenalisedCurve(spline.t, spline.c, 0.0, spline.k)
     weights = np.ones(count) if weights is None else np.asarray(weights, float)
     basis_count = int(np.clip(count + 2, 6, 60))
     basis, knots = _pspline_basis(s, basis_count)
@@ -694,7 +698,7 @@ def fit_penalised_curve(s, points, scatter=0.0, weights=None):
         freedom = max(count - np.trace(hat), 1e-9)
         squares = np.sum(weights[:, None] * residuals ** 2) / weights.mean()
         fits.append((stiffness, count * squares / freedom ** 2, np.sqrt(squares / (3 * freedom)), solve))
-    allowed = fits[:1] if scatter <= 0 else [fit for fit in fits if fit[2] >= scatter] or fits[-1:]
+    allowed = [fit for fit in fits if fit[2] >= scatter] or fits[-1:]
     best = min(fit[1] for fit in allowed)
     stiffness, _, _, solve = [fit for fit in allowed if fit[1] <= 1.3 * best + 1e-12][-1]
     if np.isinf(stiffness):  # a line in the B-spline basis: its coefficients are the line at the Greville abscissae
@@ -730,15 +734,18 @@ def fit_filament(points, smoothing=1.0, step=0.25):
     curve = fit_penalised_curve(s, points, smoothing)
     fine = np.linspace(0, 1, int(2 * chord[-1] / step) + 2)
     dense = curve(fine)
-    s = fine[cKDTree(dense).query(points)[1]]
-    low, high = s.min(), s.max()
-    if high - low > 0.5:  # a principal-curve step: refit against each click's place along the curve
-        s = (s - low) / (high - low)
-        curve = fit_penalised_curve(s, points, smoothing)
+    along = fine[cKDTree(dense).query(points)[1]]
+    order = np.argsort(along, kind='stable')
+    along = along[order]
+    if along[-1] - along[0] > 0.5 and np.all(np.diff(along) > 0):
+        # a principal-curve step: refit against each click's place along the first curve
+        points = points[order]
+        curve = fit_penalised_curve((along - along[0]) / (along[-1] - along[0]), points, smoothing)
         dense = curve(fine)
     path = filament_path(dense, step)
     residuals = cKDTree(path.points).query(points)[0]
-    shape = 'straight line' if np.isinf(curve.stiffness) else f'penalised spline (stiffness {curve.stiffness:.2g})'
+    shape = 'straight line' if np.isinf(curve.stiffness) else 'spline through the points' \
+        if curve.stiffness == 0 else f'penalised spline (stiffness {curve.stiffness:.2g})'
     return path, FitReport('filament', shape, rms=float(np.sqrt(np.mean(residuals ** 2))),
                            points_used=len(points), points_total=len(raw),
                            notes=[f'path length {path.length:.1f} px'])
