@@ -518,11 +518,7 @@ def fit_general_surface(points, control_interval=5.0, inside=None, smoothing=1.0
         spline = interpolate.RBFInterpolator(directions, radii, kernel='thin_plate_spline', smoothing=smooth)
         count = int(np.clip(4 * np.pi * radii.mean() ** 2 / (0.433 * control_interval ** 2), 50,
                             max_triangles // 2))
-        unit = fibonacci_sphere(count)
-        faces = ConvexHull(unit).simplices
-        a, b, c = (unit[faces[:, k]] for k in range(3))
-        inward = np.einsum('ij,ij->i', np.cross(b - a, c - a), a) < 0  # hull facets come unoriented
-        faces[inward] = faces[inward][:, ::-1]
+        unit, faces = unit_sphere_mesh(count)
         vertices = centroid + unit * spline(unit)[:, None]
         residuals = radii - spline(directions)
         # outward from the centre, inward if the marker was put outside the blob
@@ -562,6 +558,16 @@ def fit_general_surface(points, control_interval=5.0, inside=None, smoothing=1.0
     return mesh, FitReport('general', method, centre=None if inside is None else np.asarray(inside, float),
                            rms=float(np.sqrt(np.mean(residuals ** 2))), points_used=len(points),
                            points_total=len(points), notes=[f'{len(mesh.faces)} triangles'])
+
+
+def unit_sphere_mesh(count):
+    """``count`` Fibonacci directions and the outward-wound triangles of their convex hull."""
+    unit = fibonacci_sphere(count)
+    faces = ConvexHull(unit).simplices
+    a, b, c = (unit[faces[:, k]] for k in range(3))
+    inward = np.einsum('ij,ij->i', np.cross(b - a, c - a), a) < 0  # hull facets come unoriented
+    faces[inward] = faces[inward][:, ::-1]
+    return unit, faces
 
 
 def _outside_radial(point, centre, radius_of):
