@@ -660,7 +660,7 @@ def _pspline_basis(s, count):
     return interpolate.BSpline.design_matrix(np.clip(s, 0, 1), knots, 3).toarray(), knots
 
 
-def fit_penalised_curve(s, points, scatter=0.0, weights=None):
+def fit_penalised_curve(s, points, scatter=0.0, weights=None, basis_count=None):
     """Smooth 3-D curve through ``points`` at parameters ``s`` (0…1) whose stiffness is chosen by
     generalised cross-validation, never bending more than the ``scatter`` (px rms per axis) allows.
 
@@ -668,7 +668,8 @@ def fit_penalised_curve(s, points, scatter=0.0, weights=None):
     least-squares line: with noisy clicks the path does not bend to the last click. Among the penalty
     weights whose residual scatter is at least ``scatter``, the stiffest one whose cross-validation
     error is within 30 % of the best is kept (generalised cross-validation, which unlike leave-one-out
-    does not let the extrapolated end clicks decide); ``scatter`` 0 passes through the points. Returns a :class:`PenalisedCurve`.
+    does not let the extrapolated end clicks decide); ``scatter`` 0 passes through the points.
+    ``basis_count``: number of B-splines (default: two more than the points, at most 60). Returns a :class:`PenalisedCurve`.
 
     References: Eilers & Marx (1996) Flexible smoothing with B-splines and penalties, Stat. Sci. 11:89.
 
@@ -683,7 +684,7 @@ def fit_penalised_curve(s, points, scatter=0.0, weights=None):
         spline = interpolate.make_interp_spline(s, points, k=min(3, count - 1))
         return PenalisedCurve(spline.t, spline.c, 0.0, spline.k)
     weights = np.ones(count) if weights is None else np.asarray(weights, float)
-    basis_count = int(np.clip(count + 2, 6, 60))
+    basis_count = int(np.clip(basis_count or count + 2, 6, 60))
     basis, knots = _pspline_basis(s, basis_count)
     difference = np.diff(np.eye(basis_count), 2, axis=0)
     normal = basis.T @ (weights[:, None] * basis)

@@ -270,7 +270,9 @@ def refine_filament(volume, path, settings, band, radius):
     moved = centres.copy()
     for _ in range(3):
         values = sign * cross_sections(moved)
-        weights = np.clip(values - np.median(values, axis=1, keepdims=True), 0, None)
+        median = np.median(values, axis=1, keepdims=True)
+        spread = 1.4826 * np.median(np.abs(values - median), axis=1, keepdims=True)
+        weights = np.clip(values - median - 2 * spread, 0, None)  # the tube, not the background's noise
         total = weights.sum(axis=1)
         safe = np.where(total > 0, total, 1.0)
         du, dv = (weights @ gu) / safe, (weights @ gv) / safe
@@ -282,10 +284,11 @@ def refine_filament(volume, path, settings, band, radius):
     clear = (distance < band) & (total > 0) & (total >= settings.min_contrast * typical)
     inliers = clear.copy()
     s = stations / max(path.length, 1e-9)
+    knots = int(path.length / (2 * reach)) + 4  # no bend shorter than the cross-section's diameter
     for _ in range(2):
         targets = centres + np.where(inliers[:, None], offsets, 0.0)
         curve = geometry.fit_penalised_curve(s, targets, settings.membrane / 8,
-                                             np.where(inliers, 1.0, OUTLIER_WEIGHT))
+                                             np.where(inliers, 1.0, OUTLIER_WEIGHT), knots)
         fitted = np.linalg.norm(curve(s) - centres, axis=1)
         inliers = clear & _robust_inliers(np.linalg.norm(curve(s) - (centres + offsets), axis=1),
                                           settings.membrane / 2)
