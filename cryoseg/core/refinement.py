@@ -221,7 +221,7 @@ def refine_mesh(volume, mesh, settings, band, spacing):
     profiles = sample_at(region, corner, support[:, None, :] + offsets[None, :, None] * normals[:, None, :])
     shifts, sign, clear = membrane_shifts(profiles, offsets, settings.min_contrast)
     inliers = clear.copy()
-    smoothing = (settings.membrane / 4) ** 2
+    smoothing = 5 * settings.membrane ** 2  # thin-plate smoothing: bends no shorter than a few membranes
     for _ in range(2):
         values = np.where(inliers, shifts, 0.0)
         weights = np.where(inliers, 1.0, OUTLIER_WEIGHT)
