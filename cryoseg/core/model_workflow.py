@@ -118,6 +118,20 @@ class WorkflowResult:
                 np.concatenate([np.full(len(r.positions), r.report.rms) for r in results]) if results
                 else np.zeros(0))
 
+    def shifts(self):
+        """Per cropping point (in the order of :meth:`arrays`): the shift (px) of the refined surface from
+        the fitted model there, nan where the group was not refined."""
+        return np.concatenate([r.shifts for r in self.results]) if self.results else np.zeros(0)
+
+    def surface_points(self):
+        """The density profiles' support points on the fitted models and the same points moved onto the
+        refined surfaces (both (N, 3) px, refined groups only), for figures."""
+        refined = [r.refinement for r in self.results if r.refinement is not None]
+        if not refined:
+            return np.zeros((0, 3)), np.zeros((0, 3))
+        return (np.concatenate([r.support for r in refined]),
+                np.concatenate([r.support + r.smoothed[:, None] * r.normals for r in refined]))
+
     def report_rows(self):
         """One row per group (fitted or failed) for summaries and tables."""
         rows = [dict(group=r.group_id, status='ok', crop_points=len(r.positions), **r.report.as_dict(),

@@ -1,4 +1,4 @@
-"""Directional models refined against the density (algorithms.md §3.6).
+"""Directional models refined against the density (algorithms.md §3; issue 17).
 
 A geometry fitted to a few rough clicks is only as good as the clicks: real vesicles are not spheres and
 a click on a noisy slice strays by a few voxels. The membrane is in the tomogram, so the fitted model is
@@ -96,18 +96,19 @@ def sample_at(region, corner, xyz):
     return ndimage.map_coordinates(region, coords.reshape(3, -1), order=1, mode='nearest').reshape(local.shape[:-1])
 
 
-def membrane_shifts(profiles, offsets, min_contrast):
+def membrane_shifts(profiles, offsets, min_contrast, sign=None):
     """Shift (px) of the membrane along each profile, the contrast sign (+1 bright, −1 dark) and which
     profiles show it clearly.
 
-    The sign is the side on which most profiles reach further from their median; each profile's
+    The sign (unless given) is the side on which most profiles reach further from their median; each profile's
     membrane is its extremum of that sign, refined to sub-sample precision by a parabola. A profile is
     clear when the extremum lies inside the band (not on its last sample) and its height above the
     profile's median reaches ``min_contrast`` × the median height of all profiles.
     """
     centred = profiles - np.median(profiles, axis=1, keepdims=True)
     # dark or bright: the side on which the profiles reach further from their median
-    sign = 1.0 if np.median(centred.max(axis=1) + centred.min(axis=1)) >= 0 else -1.0
+    if sign is None:
+        sign = 1.0 if np.median(centred.max(axis=1) + centred.min(axis=1)) >= 0 else -1.0
     signed = sign * centred
     peak = np.argmax(signed, axis=1)
     height = signed[np.arange(len(signed)), peak]
@@ -182,33 +183,52 @@ def _harmonic_degree(count):
     return int(np.clip(np.sqrt(count / 8.0), 2, 10))
 
 
-def refine_closed(volume, surface, settings, band, spacing):
-    """Closed vesicle (sphere or ellipsoid model) → a spherical-harmonic surface through the membrane
-    found along the normals of ``volume`` [z, y, x]; returns (MeshModel, Refinement)."""
-    if isinstance(surface, geometry.SphereModel):
-        surface = geometry.EllipsoidModel(surface.centre, np.full(3, surface.radius), np.eye(3))
+def _harmonic_pass(volume, surface, centre, settings, band, spacing, sign=None):
+    """One round for a closed vesicle: profiles along the normals of ``surface``, a robust harmonic
+    radius through the membrane found (outliers weighted down onto ``surface``)."""
     support, normals = _support(surface, spacing)
     region, corner = lowpassed_region(volume, support, band, settings.membrane / 2)
     offsets = np.arange(-band, band + 1e-9, PROFILE_STEP)
     profiles = sample_at(region, corner, support[:, None, :] + offsets[None, :, None] * normals[:, None, :])
-    shifts, sign, clear = membrane_shifts(profiles, offsets, settings.min_contrast)
-    centre = np.asarray(surface.centre, float)
+    shifts, sign, clear = membrane_shifts(profiles, offsets, settings.min_contrast, sign)
     degree = _harmonic_degree(int(clear.sum()))
     inliers = clear.copy()
     for _ in range(2):
-        weights = np.where(inliers, 1.0, OUTLIER_WEIGHT)
         targets = support + np.where(inliers, shifts, 0.0)[:, None] * normals
-        radius = fit_harmonic_radius(centre, targets, weights, degree)
-        directions = (support - centre) / np.linalg.norm(support - centre, axis=1, keepdims=True)
-        fitted = radius(directions) - np.linalg.norm(support - centre, axis=1)
-        inliers = clear & _robust_inliers(shifts - fitted, settings.membrane / 2)
+        radius = fit_harmonic_radius(centre, targets, np.where(inliers, 1.0, OUTLIER_WEIGHT), degree)
+        found = support + shifts[:, None] * normals
+        directions = (found - centre) / np.linalg.norm(found - centre, axis=1, keepdims=True)
+        residuals = np.linalg.norm(found - centre, axis=1) - radius(directions)
+        inliers = clear & _robust_inliers(residuals, settings.membrane / 2)
+    return radius, found, clear, inliers, sign, degree
+
+
+def refine_closed(volume, surface, settings, band, spacing):
+    """Closed vesicle (sphere or ellipsoid model) → a spherical-harmonic surface through the membrane
+    found along the normals of ``volume`` [z, y, x]; returns (MeshModel, Refinement).
+
+    Two rounds: along the fitted model's normals within ``band``, then along the first refined
+    surface's normals within half of it (at least twice the membrane thickness), which are closer to the
+    membrane's own normals. The Refinement's shifts are radial, from the fitted model.
+    """
+    if isinstance(surface, geometry.SphereModel):
+        surface = geometry.EllipsoidModel(surface.centre, np.full(3, surface.radius), np.eye(3))
+    centre = np.asarray(surface.centre, float)
     count = int(np.clip(4 * np.pi * np.mean(surface.radii) ** 2 / (0.433 * spacing ** 2), 500, 20000))
     unit, faces = geometry.unit_sphere_mesh(count)
-    vertices = centre + unit * radius(unit)[:, None]
-    mesh = geometry.MeshModel(vertices, faces, geometry.vertex_normals(vertices, faces))
-    refinement = Refinement(support, normals, np.where(clear, shifts, np.nan), inliers, fitted, band,
+    start, sign = surface, None
+    for round_band in (band, max(band / 2, 2 * settings.membrane)):
+        radius, found, clear, inliers, sign, degree = _harmonic_pass(volume, start, centre, settings, round_band,
+                                                                     spacing, sign)
+        vertices = centre + unit * radius(unit)[:, None]
+        start = geometry.MeshModel(vertices, faces, geometry.vertex_normals(vertices, faces))
+    directions = (found - centre) / np.linalg.norm(found - centre, axis=1, keepdims=True)
+    fitted_radius = 1 / np.linalg.norm((directions @ surface.axes.T) / surface.radii, axis=1)
+    on_fit = centre + directions * fitted_radius[:, None]
+    measured = np.where(clear, np.linalg.norm(found - centre, axis=1) - fitted_radius, np.nan)
+    refinement = Refinement(on_fit, directions, measured, inliers, radius(directions) - fitted_radius, band,
                             'bright' if sign > 0 else 'dark', f'spherical harmonics up to degree {degree}')
-    return mesh, refinement
+    return start, refinement
 
 
 # --------------------------------------------------------------------------- open membranes, general surfaces
@@ -289,10 +309,12 @@ def refine_filament(volume, path, settings, band, radius):
         targets = centres + np.where(inliers[:, None], offsets, 0.0)
         curve = geometry.fit_penalised_curve(s, targets, settings.membrane / 8,
                                              np.where(inliers, 1.0, OUTLIER_WEIGHT), knots)
-        fitted = np.linalg.norm(curve(s) - centres, axis=1)
         inliers = clear & _robust_inliers(np.linalg.norm(curve(s) - (centres + offsets), axis=1),
                                           settings.membrane / 2)
+    moved = curve(s) - centres
+    fitted = np.linalg.norm(moved, axis=1)
+    directions = moved / np.maximum(fitted, 1e-12)[:, None]  # support + shift × direction: the refined axis
     refined = geometry.filament_path(curve(np.linspace(0, 1, int(2 * path.length / 0.25) + 2)))
-    refinement = Refinement(centres, frames[:, 2], np.where(clear, distance, np.nan), inliers, fitted, band,
+    refinement = Refinement(centres, directions, np.where(clear, distance, np.nan), inliers, fitted, band,
                             'bright' if sign > 0 else 'dark', 'penalised spline through the tube centres')
     return refined, refinement
