@@ -656,7 +656,8 @@ class PenalisedCurve:
 def _pspline_basis(s, count):
     # equally spaced knots running past both ends: the penalty's null space is then exactly the lines
     step = 1.0 / (count - 3)
-    knots = np.linspace(-3 * step, 1 + 3 * step, count + 4)
+    outside = step * np.arange(1, 4)
+    knots = np.r_[-outside[::-1], np.linspace(0, 1, count - 2), 1 + outside]  # exactly 0 and 1 at the ends
     return interpolate.BSpline.design_matrix(np.clip(s, 0, 1), knots, 3).toarray(), knots
 
 

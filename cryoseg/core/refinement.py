@@ -3,7 +3,7 @@
 A geometry fitted to a few rough clicks is only as good as the clicks: real vesicles are not spheres and
 a click on a noisy slice strays by a few voxels. The membrane is in the tomogram, so the fitted model is
 used as a start: along the normal of many support points on it the low-passed density is sampled, the
-membrane is the extremum of that profile within a search band (its sign, dark or bright, measured on
+membrane is the extremum of that profile (band-passed, so a dense lumen's edge does not count) within a search band (its sign, dark or bright, measured on
 the data), and the measured shifts are regularised into a smooth surface: a spherical-harmonic radius
 for closed vesicles, a thin-plate displacement field over the surface for membranes and general
 surfaces, a penalised spline through the tube's centres for filaments. Profiles without a clear
@@ -13,7 +13,7 @@ refined surface follows the fitted model there, and they are counted in the repo
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import interpolate, ndimage
+from scipy import interpolate, ndimage, stats
 from scipy.special import sph_harm
 from scipy.spatial import cKDTree
 
@@ -40,6 +40,10 @@ class RefineSettings:
         if self.membrane <= 0 or self.band < 0 or not 0 <= self.min_contrast < 1:
             raise CryoSegInputError('refinement needs a positive membrane thickness, a band >= 0 and a '
                                     'minimum contrast in [0, 1)')
+
+    def filters(self):
+        """σ of the low-pass and of the subtracted background (px) for membrane profiles."""
+        return self.membrane / 2, 2 * self.membrane
 
     def search_band(self, rms, scatter, size):
         if self.band:
@@ -77,16 +81,21 @@ class Refinement:
 
 
 # --------------------------------------------------------------------------- profiles
-def lowpassed_region(volume, points, reach, sigma):
+def lowpassed_region(volume, points, reach, sigma, background=0.0):
     """Gaussian-filtered (σ = ``sigma`` px) box of ``volume`` [z, y, x] around ``points`` (x, y, z)
-    extended by ``reach`` px, and the (x, y, z) voxel of its first corner."""
-    margin = reach + 3 * sigma + 2
+    extended by ``reach`` px, and the (x, y, z) voxel of its first corner. With ``background`` (px)
+    the same box filtered at that σ is subtracted (a band-pass that keeps a thin membrane and drops
+    the step between a dense lumen and the outside)."""
+    margin = reach + 3 * max(sigma, background) + 2
     low = np.maximum(np.floor(points.min(axis=0) - margin).astype(int), 0)
     high = np.minimum(np.ceil(points.max(axis=0) + margin).astype(int) + 1, np.array(volume.shape[::-1]))
     if np.any(high <= low):
         raise CryoSegInputError('the model lies outside the tomogram')
     box = np.asarray(volume[low[2]:high[2], low[1]:high[1], low[0]:high[0]], np.float32)
-    return ndimage.gaussian_filter(box, sigma, mode='nearest'), low
+    filtered = ndimage.gaussian_filter(box, sigma, mode='nearest')
+    if background:
+        filtered -= ndimage.gaussian_filter(box, background, mode='nearest')
+    return filtered, low
 
 
 def sample_at(region, corner, xyz):
@@ -97,19 +106,20 @@ def sample_at(region, corner, xyz):
 
 
 def membrane_shifts(profiles, offsets, min_contrast, sign=None):
-    """Shift (px) of the membrane along each profile, the contrast sign (+1 bright, −1 dark) and which
-    profiles show it clearly.
+    """Shift (px) of the membrane along each band-passed profile, the contrast sign (+1 bright, −1 dark)
+    and which profiles show it clearly.
 
-    The sign (unless given) is the side on which most profiles reach further from their median; each profile's
-    membrane is its extremum of that sign, refined to sub-sample precision by a parabola. A profile is
-    clear when the extremum lies inside the band (not on its last sample) and its height above the
-    profile's median reaches ``min_contrast`` × the median height of all profiles.
+    The sign (unless given) is the one of the mean profile's largest value; each profile's membrane is
+    its extremum of that sign, refined to sub-sample precision by a parabola. A profile is clear when
+    the extremum lies inside the band (not on its last sample) and its height reaches ``min_contrast``
+    × the median height of all profiles.
     """
-    centred = profiles - np.median(profiles, axis=1, keepdims=True)
-    # dark or bright: the side on which the profiles reach further from their median
+    # band-passed profiles: the background is about 0, so the membrane's sign is the one of the
+    # mean profile's largest value
     if sign is None:
-        sign = 1.0 if np.median(centred.max(axis=1) + centred.min(axis=1)) >= 0 else -1.0
-    signed = sign * centred
+        mean = profiles.mean(axis=0)
+        sign = 1.0 if mean.max() >= -mean.min() else -1.0
+    signed = sign * profiles
     peak = np.argmax(signed, axis=1)
     height = signed[np.arange(len(signed)), peak]
     inner = (peak > 0) & (peak < signed.shape[1] - 1)
@@ -187,7 +197,7 @@ def _harmonic_pass(volume, surface, centre, settings, band, spacing, sign=None):
     """One round for a closed vesicle: profiles along the normals of ``surface``, a robust harmonic
     radius through the membrane found (outliers weighted down onto ``surface``)."""
     support, normals = _support(surface, spacing)
-    region, corner = lowpassed_region(volume, support, band, settings.membrane / 2)
+    region, corner = lowpassed_region(volume, support, band, *settings.filters())
     offsets = np.arange(-band, band + 1e-9, PROFILE_STEP)
     profiles = sample_at(region, corner, support[:, None, :] + offsets[None, :, None] * normals[:, None, :])
     shifts, sign, clear = membrane_shifts(profiles, offsets, settings.min_contrast, sign)
@@ -225,10 +235,28 @@ def refine_closed(volume, surface, settings, band, spacing):
     directions = (found - centre) / np.linalg.norm(found - centre, axis=1, keepdims=True)
     fitted_radius = 1 / np.linalg.norm((directions @ surface.axes.T) / surface.radii, axis=1)
     on_fit = centre + directions * fitted_radius[:, None]
-    measured = np.where(clear, np.linalg.norm(found - centre, axis=1) - fitted_radius, np.nan)
-    refinement = Refinement(on_fit, directions, measured, inliers, radius(directions) - fitted_radius, band,
-                            'bright' if sign > 0 else 'dark', f'spherical harmonics up to degree {degree}')
+    measured = np.linalg.norm(found - centre, axis=1) - fitted_radius
+    smoothed = radius(directions) - fitted_radius
+    method = f'spherical harmonics up to degree {degree}'
+    independent = inliers.sum() * min((spacing / settings.membrane) ** 2, 1.0)
+    if not _significant(measured[inliers], measured[inliers] - smoothed[inliers], (degree + 1) ** 2, independent):
+        # the membrane found agrees with the fitted model within the profiles' noise: keep the model
+        start, smoothed = surface, np.zeros(len(found))
+        method = 'fitted model kept: the membrane found agrees with it'
+    refinement = Refinement(on_fit, directions, np.where(clear, measured, np.nan), inliers, smoothed, band,
+                            'bright' if sign > 0 else 'dark', method)
     return start, refinement
+
+
+def _significant(before, after, parameters, independent, level=0.999):
+    """F test: does a model with ``parameters`` more coefficients explain the residuals ``before``
+    (leaving ``after``) better than noise would, counting ``independent`` measurements?"""
+    freedom = independent - parameters
+    if freedom < 5:
+        return False
+    gain = (np.mean(before ** 2) - np.mean(after ** 2)) * independent / parameters
+    noise = np.mean(after ** 2) * independent / freedom
+    return gain > stats.f.ppf(level, parameters, freedom) * noise
 
 
 # --------------------------------------------------------------------------- open membranes, general surfaces
@@ -236,7 +264,7 @@ def refine_mesh(volume, mesh, settings, band, spacing):
     """Triangulated membrane → the same mesh moved along its normals by a thin-plate spline of the
     measured shifts (robust, outliers kept on the fitted model); returns (MeshModel, Refinement)."""
     support, normals = _support(mesh, spacing)
-    region, corner = lowpassed_region(volume, support, band, settings.membrane / 2)
+    region, corner = lowpassed_region(volume, support, band, *settings.filters())
     offsets = np.arange(-band, band + 1e-9, PROFILE_STEP)
     profiles = sample_at(region, corner, support[:, None, :] + offsets[None, :, None] * normals[:, None, :])
     shifts, sign, clear = membrane_shifts(profiles, offsets, settings.min_contrast)
