@@ -202,9 +202,9 @@ def crop_points_for_group(points, params, marker=None, model_name=None, group_id
         surface, report = fitter(points, params.robust)
         if params.refine:
             band = settings.search_band(report.rms, params.smoothing, min(report.radii))
-            surface, refined = refinement.refine_closed(volume, surface, settings, band, _support_spacing(params))
-            positions, normals = _surface_points(surface, params)
-        elif model == 'sphere':
+            moved, refined = refinement.refine_closed(volume, surface, settings, band, _support_spacing(params))
+            surface = moved if np.any(refined.smoothed) else surface  # kept: sampled as without refinement
+        if isinstance(surface, geometry.SphereModel):
             radius = surface.radius + params.offset
             if radius <= 0:
                 raise geometry.GeometryError(f'the offset {params.offset:.1f} px is deeper than the radius')

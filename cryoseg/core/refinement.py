@@ -239,13 +239,26 @@ def refine_closed(volume, surface, settings, band, spacing):
     smoothed = radius(directions) - fitted_radius
     method = f'spherical harmonics up to degree {degree}'
     independent = inliers.sum() * min((spacing / settings.membrane) ** 2, 1.0)
-    if not _significant(measured[inliers], measured[inliers] - smoothed[inliers], (degree + 1) ** 2, independent):
+    if not _localised(measured, smoothed, clear, band, settings.membrane):
+        start, smoothed = surface, np.zeros(len(found))
+        method = 'fitted model kept: no membrane localised in the density'
+    elif not _significant(measured[inliers], measured[inliers] - smoothed[inliers], (degree + 1) ** 2,
+                          independent):
         # the membrane found agrees with the fitted model within the profiles' noise: keep the model
         start, smoothed = surface, np.zeros(len(found))
         method = 'fitted model kept: the membrane found agrees with it'
     refinement = Refinement(on_fit, directions, np.where(clear, measured, np.nan), inliers, smoothed, band,
                             'bright' if sign > 0 else 'dark', method)
     return start, refinement
+
+
+def _localised(measured, smoothed, clear, band, membrane):
+    """Is there a membrane? The positions found must lie on the smooth surface within half the
+    membrane thickness (and a quarter of the band), robustly: extrema of noise scatter over the band."""
+    if clear.sum() < 10:
+        return False
+    scatter = 1.4826 * np.median(np.abs(measured[clear] - smoothed[clear]))
+    return scatter < min(membrane / 2, band / 4)
 
 
 def _significant(before, after, parameters, independent, level=0.999):
@@ -281,6 +294,11 @@ def refine_mesh(volume, mesh, settings, band, spacing):
     while np.median(np.linalg.norm(fine.vertices[fine.faces[:, 0]] - fine.vertices[fine.faces[:, 1]], axis=1)) \
             > spacing and len(fine.faces) < 200000:
         fine = geometry.subdivide(fine, 1, 10 ** 6)
+    if not _localised(shifts, fitted, clear, band, settings.membrane):
+        refinement = Refinement(support, normals, np.where(clear, shifts, np.nan), inliers, np.zeros(len(support)),
+                                band, 'bright' if sign > 0 else 'dark',
+                                'fitted model kept: no membrane localised in the density')
+        return mesh, refinement
     vertices = fine.vertices + field(fine.vertices)[:, None] * fine.vertex_normals
     refined = geometry.MeshModel(vertices, fine.faces, geometry.vertex_normals(vertices, fine.faces))
     if np.einsum('ij,ij->', refined.vertex_normals, fine.vertex_normals) < 0:
@@ -342,7 +360,13 @@ def refine_filament(volume, path, settings, band, radius):
     moved = curve(s) - centres
     fitted = np.linalg.norm(moved, axis=1)
     directions = moved / np.maximum(fitted, 1e-12)[:, None]  # support + shift × direction: the refined axis
+    residuals = np.linalg.norm(curve(s) - (centres + offsets), axis=1)
+    method = 'penalised spline through the tube centres'
+    if not _localised(residuals, np.zeros(len(residuals)), clear, band, settings.membrane):
+        return path, Refinement(centres, directions, np.where(clear, distance, np.nan), inliers,
+                                np.zeros(len(centres)), band, 'bright' if sign > 0 else 'dark',
+                                'fitted path kept: no tube localised in the density')
     refined = geometry.filament_path(curve(np.linspace(0, 1, int(2 * path.length / 0.25) + 2)))
     refinement = Refinement(centres, directions, np.where(clear, distance, np.nan), inliers, fitted, band,
-                            'bright' if sign > 0 else 'dark', 'penalised spline through the tube centres')
+                            'bright' if sign > 0 else 'dark', method)
     return refined, refinement

@@ -147,3 +147,23 @@ def test_open_membrane_refined_by_a_smooth_displacement(vesicle_volumes):
 def test_refinement_needs_the_tomogram():
     with pytest.raises(Exception, match='needs the tomogram'):
         crop_points_for_group(VESICLE.clicks(12, 1.0), ModelParameters(model_type='sphere', refine=True))
+
+
+def test_no_harm_where_the_real_tomogram_shows_no_membrane():
+    """EMPIAR-11658 tomogram 9: a sphere clicked in the vacuum above the lamella and one in the crowded
+    cytoplasm (no membrane there): the extrema of noise scatter, so the fitted model is kept as is."""
+    from cryoseg.tests.realdata import load_tomo9
+
+    tomogram = load_tomo9()
+    rng = np.random.default_rng(0)
+    for centre, radius in (((128, 30, 100), 12), ((100, 100, 58), 10)):
+        directions = rng.standard_normal((200, 3))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        clicks = np.asarray(centre, float) + radius * directions[np.abs(directions[:, 2]) < 0.6][:12]
+        params = dict(model_type='sphere', spacing=100 / tomogram.angpix, smoothing=10 / tomogram.angpix,
+                      membrane=40 / tomogram.angpix)
+        fitted = crop_points_for_group(clicks, ModelParameters(**params))
+        refined = crop_points_for_group(clicks, ModelParameters(refine=True, **params), volume=tomogram.volume)
+        assert refined.refinement.method.startswith('fitted model kept')
+        np.testing.assert_allclose(refined.positions, fitted.positions)
+        np.testing.assert_allclose(refined.matrices, fitted.matrices)
