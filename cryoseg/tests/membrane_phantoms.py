@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from cryoseg.core.phantom import apply_missing_wedge
 
@@ -19,7 +20,7 @@ class BumpyVesicle:
 
     def radius(self, directions):
         d = np.asarray(directions, float)
-        base = 1 / np.sqrt(np.sum((d / self.radii) ** 2, axis=-1))
+        base = 1 / np.sqrt(np.maximum(np.sum((d / self.radii) ** 2, axis=-1), 1e-12))
         x, y, z = d[..., 0], d[..., 1], d[..., 2]
         bumps = np.cos(3 * np.arctan2(y, x)) * (1 - z ** 2) + 0.6 * x * y * z * 4 + 0.5 * (3 * z ** 2 - 1) * x
         return base * (1 + self.bump * bumps)
@@ -71,12 +72,10 @@ def curved_tube(shape_zyx=(48, 96, 128), radius=4.0, bend=0.5, noise=0.5, seed=0
     length = 0.75 * nx
     arc = np.arange(0, length, 0.5)
     angle = -bend / 2 + bend * arc / length
-    path = np.column_stack([0.12 * nx + np.cumsum(np.cos(angle)) * 0.5,
-                            ny / 2 + np.cumsum(np.sin(angle)) * 0.5 - 0.25 * bend * length / 2 * 0,
+    path = np.column_stack([0.12 * nx + np.cumsum(np.cos(angle)) * 0.5, ny / 2 + np.cumsum(np.sin(angle)) * 0.5,
                             np.full(len(arc), nz / 2)])
     z, y, x = np.indices(shape_zyx, dtype=float)
     grid = np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
-    from scipy.spatial import cKDTree
     distance = cKDTree(path).query(grid)[0].reshape(shape_zyx)
     density = 1.0 / (1 + np.exp((distance - radius) / 0.7))
     rng = np.random.default_rng(seed)
@@ -86,7 +85,6 @@ def curved_tube(shape_zyx=(48, 96, 128), radius=4.0, bend=0.5, noise=0.5, seed=0
 
 def tube_axis(path, points):
     """Unit tangent of the tube's path nearest each point."""
-    from scipy.spatial import cKDTree
     tangents = np.gradient(path, axis=0)
     tangents /= np.linalg.norm(tangents, axis=1, keepdims=True)
     return tangents[cKDTree(path).query(np.asarray(points, float))[1]]

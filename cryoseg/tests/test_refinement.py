@@ -35,7 +35,7 @@ def arc_clicks(rng, bend, length=300.0, count=6, scatter=1.5, close_end=False):
 def test_straight_filament_in_any_order_keeps_its_axis_and_spacing(close_end):
     rng = np.random.default_rng(7)
     reported = []
-    for _ in range(10):
+    for _ in range(6):
         clicks, tangent = arc_clicks(rng, 0.0, close_end=close_end)
         result = crop_points_for_group(clicks, ModelParameters(model_type='filamentHelix', spacing=3.8,
                                                                smoothing=0.95))
@@ -45,12 +45,10 @@ def test_straight_filament_in_any_order_keeps_its_axis_and_spacing(close_end):
         assert abs(len(result.positions) - (300 / 3.8 + 1)) <= 3
         np.testing.assert_allclose(np.linalg.norm(np.diff(result.positions, axis=0), axis=1), 3.8, rtol=0.02)
         # the reported rms is the clicks' residual to the path, not the click scatter given
-        path = crop_points_for_group(clicks, ModelParameters(model_type='filamentHelix', spacing=0.25,
-                                                             smoothing=0.95)).positions
-        residual = np.sqrt(np.mean(cKDTree(path).query(clicks)[0] ** 2))
-        assert result.report.rms == pytest.approx(residual, abs=0.1)
+        residual = np.sqrt(np.mean(cKDTree(result.surface.points).query(clicks)[0] ** 2))
+        assert result.report.rms == pytest.approx(residual, abs=1e-6)
         reported.append(result.report.rms)
-    assert np.ptp(reported) > 0.2 and np.mean(reported) > 1.2  # 1.5 px per axis, not the 0.95 px given
+    assert np.ptp(reported) > 0.2  # the residual of each click set, not an echo of the 0.95 px given
 
 
 def test_curved_filament_in_any_order_follows_the_arc():
