@@ -29,9 +29,9 @@ def surfaces_on_slice(ax, z, fitted, refined):
     """Fitted and refined surface points within a few voxels of slice ``z`` (xy), drawn over it."""
     for points, colour, label in ((fitted, 'magenta', 'fitted model'), (refined, 'lime', 'refined surface')):
         points = np.asarray(points, float).reshape(-1, 3)
-        near = np.abs(points[:, 2] - z) <= 0.5
+        near = np.abs(points[:, 2] - z) <= 1.0
         if near.any():
-            ax.scatter(points[near, 0], points[near, 1], s=1.5, c=colour, label=label, linewidths=0)
+            ax.scatter(points[near, 0], points[near, 1], s=5, c=colour, label=label, linewidths=0)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc='upper right', markerscale=4)
 
