@@ -670,7 +670,8 @@ def fit_penalised_curve(s, points, scatter=0.0, weights=None, basis_count=None):
     weights whose residual scatter is at least ``scatter``, the stiffest one whose cross-validation
     error is within 30 % of the best is kept (generalised cross-validation, which unlike leave-one-out
     does not let the extrapolated end clicks decide); ``scatter`` 0 passes through the points.
-    ``basis_count``: number of B-splines (default: two more than the points, at most 60). Returns a :class:`PenalisedCurve`.
+    ``basis_count``: number of B-splines (default: two more than the points, at most 60). Returns a
+    :class:`PenalisedCurve`.
 
     References: Eilers & Marx (1996) Flexible smoothing with B-splines and penalties, Stat. Sci. 11:89.
 

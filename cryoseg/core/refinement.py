@@ -2,13 +2,19 @@
 
 A geometry fitted to a few rough clicks is only as good as the clicks: real vesicles are not spheres and
 a click on a noisy slice strays by a few voxels. The membrane is in the tomogram, so the fitted model is
-used as a start: along the normal of many support points on it the low-passed density is sampled, the
-membrane is the extremum of that profile (band-passed, so a dense lumen's edge does not count) within a search band (its sign, dark or bright, measured on
-the data), and the measured shifts are regularised into a smooth surface: a spherical-harmonic radius
+used as a start: along the normal of many support points on it the band-passed density is sampled
+(a thin membrane stays, the edge of a dense lumen goes), the membrane is the extremum of that profile
+within a search band (its sign, dark or bright, measured on the data), and the measured shifts are regularised into a smooth surface: a spherical-harmonic radius
 for closed vesicles, a thin-plate displacement field over the surface for membranes and general
 surfaces, a penalised spline through the tube's centres for filaments. Profiles without a clear
 membrane (no extremum inside the band, too weak, or far from their neighbours) are outliers: the
-refined surface follows the fitted model there, and they are counted in the report.
+refined surface follows the fitted model there, and they are counted in the report. Where no membrane
+is localised at all, or (vesicles) the refined surface does not explain the membrane found
+significantly better than the fitted model, the fitted model is kept whole: refinement does no harm.
+
+References: Brechbühler, Gerig & Kübler (1995) Comput. Vis. Image Underst. 61:154 (spherical-harmonic
+surfaces); Bookstein (1989) IEEE Trans. Pattern Anal. Mach. Intell. 11:567 (thin-plate splines);
+Eilers & Marx (1996) Stat. Sci. 11:89 (penalised splines).
 """
 from dataclasses import dataclass
 
@@ -113,6 +119,12 @@ def membrane_shifts(profiles, offsets, min_contrast, sign=None):
     its extremum of that sign, refined to sub-sample precision by a parabola. A profile is clear when
     the extremum lies inside the band (not on its last sample) and its height reaches ``min_contrast``
     × the median height of all profiles.
+
+    >>> offsets = np.arange(-4, 4.01, 0.5)
+    >>> dip = -np.exp(-0.5 * ((offsets - 1.5) / 1.0) ** 2)  # a dark membrane 1.5 px outward
+    >>> shifts, sign, clear = membrane_shifts(np.stack([dip, dip]), offsets, 0.35)
+    >>> np.round(shifts, 2).tolist(), sign, clear.tolist()
+    ([1.5, 1.5], -1.0, [True, True])
     """
     # band-passed profiles: the background is about 0, so the membrane's sign is the one of the
     # mean profile's largest value
@@ -178,7 +190,17 @@ ROUGHNESS = 5e-4  # bending penalty of the harmonic radius, relative to the data
 def fit_harmonic_radius(centre, points, weights, degree, roughness=ROUGHNESS):
     """Weighted least-squares spherical-harmonic radius through ``points`` about ``centre``, with a
     small penalty on l²(l+1)² (bending) so that noisy profiles are averaged and sparse regions stay
-    smooth."""
+    smooth. Returns a :class:`HarmonicRadius` (callable on unit directions).
+
+    References: Brechbühler, Gerig & Kübler (1995) Parametrization of closed surfaces for 3-D shape
+    description, Comput. Vis. Image Underst. 61:154.
+
+    >>> directions = np.random.default_rng(0).standard_normal((400, 3))
+    >>> directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    >>> radius = fit_harmonic_radius(np.zeros(3), 20 * directions, np.ones(400), 4)
+    >>> round(float(radius(np.array([[0.0, 0.0, 1.0]]))[0]), 2)
+    20.0
+    """
     offsets = points - centre
     radii = np.linalg.norm(offsets, axis=1)
     basis, degrees = _real_harmonics(offsets / radii[:, None], degree)
