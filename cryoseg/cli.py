@@ -494,14 +494,26 @@ def _add_model_workflow(subparsers):
     parser.add_argument('--helix-radius', type=float, default=0.0, metavar='A')
     parser.add_argument('--ring-radius', type=float, default=100.0, metavar='A')
     parser.add_argument('--subunits-per-ring', type=int, default=8)
+    parser.add_argument('--tomogram', metavar='T.mrc',
+                        help='the tomogram of the points: the fitted models are then refined against its '
+                             'density (the membrane along each normal, the tube axis of filaments)')
+    parser.add_argument('--refine', action=argparse.BooleanOptionalAction, default=None,
+                        help='refine against the density of --tomogram (default: on when --tomogram is given)')
+    parser.add_argument('--membrane', type=float, default=40.0, metavar='A',
+                        help='membrane (or filament wall) thickness looked for when refining (Å)')
+    parser.add_argument('--search', type=float, default=0.0, metavar='A',
+                        help='how far along the normals the membrane is searched when refining (Å); '
+                             '0 = from the fit and the click scatter')
+    parser.add_argument('--filament-diameter', type=float, default=0.0, metavar='A',
+                        help='tube diameter for refining filaments (Å); 0 = the helix or ring diameter')
     parser.set_defaults(func=_run_model_workflow)
 
 
 def _run_model_workflow(args):
-    import numpy as np
+    from contextlib import ExitStack
 
-    from .core.model_workflow import ModelParameters, read_user_points, run_model_workflow, split_groups, \
-        write_crop_star
+    from .core.model_workflow import ModelParameters, read_user_points
+    from .core.mrcio import open_volume, require_tomogram
 
     if args.angpix <= 0:
         raise CryoSegInputError('--angpix must be positive')
@@ -511,8 +523,28 @@ def _run_model_workflow(args):
         in_plane=args.in_plane, seed=args.seed, mesh_edge=args.mesh_edge / px, max_triangles=args.max_triangles,
         subdivision=args.subdivision, exclusion_radius=args.exclusion / px, smoothing=args.click_scatter / px,
         twist=args.twist, helix_radius=args.helix_radius / px, ring_radius=args.ring_radius / px,
-        subunits_per_ring=args.subunits_per_ring)
+        subunits_per_ring=args.subunits_per_ring, refine=bool(args.tomogram) if args.refine is None else args.refine,
+        membrane=args.membrane / px, refine_band=args.search / px, filament_radius=args.filament_diameter / 2 / px)
+    if params.refine and not args.tomogram:
+        raise CryoSegInputError('--refine needs the tomogram of the points: give --tomogram T.mrc')
     points = read_user_points(args.points)
+    with ExitStack() as stack:
+        volume = None
+        if params.refine:
+            if len(set(points.tomo_names or [None])) > 1:
+                raise CryoSegInputError('--tomogram refines the points of one tomogram, but the point file '
+                                        'names several (rlnTomoName): split it per tomogram')
+            require_tomogram(args.tomogram)
+            volume, info = stack.enter_context(open_volume(args.tomogram))
+            params.shape_xyz = info.shape_zyx[::-1]
+        _model_workflow_groups(args, points, params, volume, px)
+
+
+def _model_workflow_groups(args, points, params, volume, px):
+    import numpy as np
+
+    from .core.model_workflow import run_model_workflow, split_groups, write_crop_star
+
     labels = sorted(set(points.groups), key=lambda g: (not g.isdigit(), int(g) if g.isdigit() else 0, g))
     numbering = {g: int(g) for g in labels} if all(g.isdigit() for g in labels) else \
         {g: k for k, g in enumerate(labels, start=1)}
@@ -522,13 +554,15 @@ def _run_model_workflow(args):
         mine = np.array([n == name for n in names])
         groups = split_groups(points.xyz[mine], [numbering[g] for g, m in zip(points.groups, mine) if m],
                               np.asarray(points.roles)[mine])
-        workflow = workflows[name] = run_model_workflow(groups, params)
+        workflow = workflows[name] = run_model_workflow(groups, params, volume)
         for row in workflow.report_rows():
             where = f'{name} ' if name else ''
             if row['status'] == 'ok':
                 fitted += 1
+                refined = (f", refined: {row['profiles']} profiles, {row['outliers']} outliers, median shift "
+                           f"{row['median_shift'] * px:.1f} Å") if row['refined'] else ''
                 print(f"{where}group {row['group']}: {row['model']}, rms {row['rms'] * px:.1f} Å, "
-                      f"{row['crop_points']} cropping points")
+                      f"{row['crop_points']} cropping points{refined}")
             else:
                 print(f"{where}group {row['group']}: FAILED: {row['reason']}", file=sys.stderr)
     if not fitted:

@@ -518,11 +518,7 @@ def fit_general_surface(points, control_interval=5.0, inside=None, smoothing=1.0
         spline = interpolate.RBFInterpolator(directions, radii, kernel='thin_plate_spline', smoothing=smooth)
         count = int(np.clip(4 * np.pi * radii.mean() ** 2 / (0.433 * control_interval ** 2), 50,
                             max_triangles // 2))
-        unit = fibonacci_sphere(count)
-        faces = ConvexHull(unit).simplices
-        a, b, c = (unit[faces[:, k]] for k in range(3))
-        inward = np.einsum('ij,ij->i', np.cross(b - a, c - a), a) < 0  # hull facets come unoriented
-        faces[inward] = faces[inward][:, ::-1]
+        unit, faces = unit_sphere_mesh(count)
         vertices = centroid + unit * spline(unit)[:, None]
         residuals = radii - spline(directions)
         # outward from the centre, inward if the marker was put outside the blob
@@ -562,6 +558,16 @@ def fit_general_surface(points, control_interval=5.0, inside=None, smoothing=1.0
     return mesh, FitReport('general', method, centre=None if inside is None else np.asarray(inside, float),
                            rms=float(np.sqrt(np.mean(residuals ** 2))), points_used=len(points),
                            points_total=len(points), notes=[f'{len(mesh.faces)} triangles'])
+
+
+def unit_sphere_mesh(count):
+    """``count`` Fibonacci directions and the outward-wound triangles of their convex hull."""
+    unit = fibonacci_sphere(count)
+    faces = ConvexHull(unit).simplices
+    a, b, c = (unit[faces[:, k]] for k in range(3))
+    inward = np.einsum('ij,ij->i', np.cross(b - a, c - a), a) < 0  # hull facets come unoriented
+    faces[inward] = faces[inward][:, ::-1]
+    return unit, faces
 
 
 def _outside_radial(point, centre, radius_of):
@@ -612,11 +618,118 @@ def _rotation_minimising_frames(points, first_frame):
     return frames
 
 
-def fit_filament(points, smoothing=1.0, keep_order=True, step=0.25):
-    """Smoothing spline through ≥ 2 path points, parametrised by arc length (``step`` px samples).
+def order_along_path(points):
+    """Indices that put clicked path points in order along the filament, whatever order they were
+    clicked in: the shortest polyline among the click order, the order of the projections on the
+    principal axis and nearest-neighbour chains started at either end of that axis."""
+    points = np.asarray(points, float)
+    if len(points) < 3:
+        return np.arange(len(points))
+    along = (points - points.mean(axis=0)) @ principal_axes(points)[2][0]
+    candidates = [np.arange(len(points)), np.argsort(along, kind='stable')]
+    for start in (int(np.argmin(along)), int(np.argmax(along))):
+        chain, left = [start], set(range(len(points))) - {start}
+        while left:
+            rest = np.fromiter(left, int)
+            chain.append(int(rest[np.argmin(np.linalg.norm(points[rest] - points[chain[-1]], axis=1))]))
+            left.discard(chain[-1])
+        candidates.append(np.asarray(chain))
+    lengths = [np.linalg.norm(np.diff(points[order], axis=0), axis=1).sum() for order in candidates]
+    return candidates[int(np.argmin(lengths))]
 
-    The first frame's u axis is the particle x-axis of Dynamo angles with narot = 0 for the starting
-    tangent, so on a straight filament the in-plane angle of subunit i is exactly i × twist.
+
+STIFFNESS_GRID = np.logspace(-6, 6, 37)  # penalty weights relative to the data term, then a straight line
+
+
+@dataclass
+class PenalisedCurve:
+    """A 3-D curve x(s), s in [0, 1], fitted by a P-spline (cubic B-splines, second-difference penalty)."""
+    knots: np.ndarray
+    coefficients: np.ndarray  # (basis, 3)
+    stiffness: float  # chosen penalty weight; inf = straight line, 0 = interpolation
+    degree: int = 3
+
+    def __call__(self, s):
+        return interpolate.BSpline(self.knots, self.coefficients, self.degree)(np.asarray(s, float))
+
+
+def _pspline_basis(s, count):
+    # equally spaced knots running past both ends: the penalty's null space is then exactly the lines
+    step = 1.0 / (count - 3)
+    outside = step * np.arange(1, 4)
+    knots = np.r_[-outside[::-1], np.linspace(0, 1, count - 2), 1 + outside]  # exactly 0 and 1 at the ends
+    return interpolate.BSpline.design_matrix(np.clip(s, 0, 1), knots, 3).toarray(), knots
+
+
+def fit_penalised_curve(s, points, scatter=0.0, weights=None, basis_count=None):
+    """Smooth 3-D curve through ``points`` at parameters ``s`` (0…1) whose stiffness is chosen by
+    generalised cross-validation, never bending more than the ``scatter`` (px rms per axis) allows.
+
+    A P-spline's second-difference penalty leaves straight lines free, so the stiffest fit is the
+    least-squares line: with noisy clicks the path does not bend to the last click. Among the penalty
+    weights whose residual scatter is at least ``scatter``, the stiffest one whose cross-validation
+    error is within 30 % of the best is kept (generalised cross-validation, which unlike leave-one-out
+    does not let the extrapolated end clicks decide); ``scatter`` 0 passes through the points.
+    ``basis_count``: number of B-splines (default: two more than the points, at most 60). Returns a
+    :class:`PenalisedCurve`.
+
+    References: Eilers & Marx (1996) Flexible smoothing with B-splines and penalties, Stat. Sci. 11:89.
+
+    >>> s = np.linspace(0, 1, 6)
+    >>> curve = fit_penalised_curve(s, np.column_stack([100 * s, 2 * s, 0 * s]), scatter=1.0)
+    >>> bool(np.isinf(curve.stiffness))
+    True
+    """
+    s, points = np.asarray(s, float), np.asarray(points, float)
+    count = len(points)
+    if scatter <= 0:  # through the points: not-a-knot interpolation, no end condition bends the ends
+        spline = interpolate.make_interp_spline(s, points, k=min(3, count - 1))
+        return PenalisedCurve(spline.t, spline.c, 0.0, spline.k)
+    weights = np.ones(count) if weights is None else np.asarray(weights, float)
+    basis_count = int(np.clip(basis_count or count + 2, 6, 60))
+    basis, knots = _pspline_basis(s, basis_count)
+    difference = np.diff(np.eye(basis_count), 2, axis=0)
+    normal = basis.T @ (weights[:, None] * basis)
+    penalty = difference.T @ difference
+    scale = np.trace(normal) / np.trace(penalty)
+    line_basis = np.column_stack([np.ones(count), s])
+    fits = []
+    for stiffness in list(STIFFNESS_GRID) + [np.inf]:
+        if np.isinf(stiffness):
+            design = line_basis
+            solve = np.linalg.pinv(design.T @ (weights[:, None] * design)) @ (design.T * weights)
+        else:
+            design = basis
+            solve = np.linalg.solve(normal + stiffness * scale * penalty + 1e-9 * scale * np.eye(basis_count),
+                                    basis.T * weights)
+        hat = design @ solve
+        residuals = points - hat @ points
+        freedom = max(count - np.trace(hat), 1e-9)
+        squares = np.sum(weights[:, None] * residuals ** 2) / weights.mean()
+        fits.append((stiffness, count * squares / freedom ** 2, np.sqrt(squares / (3 * freedom)), solve))
+    allowed = [fit for fit in fits if fit[2] >= scatter] or fits[-1:]
+    best = min(fit[1] for fit in allowed)
+    stiffness, _, _, solve = [fit for fit in allowed if fit[1] <= 1.3 * best + 1e-12][-1]
+    if np.isinf(stiffness):  # a line in the B-spline basis: its coefficients are the line at the Greville abscissae
+        greville = np.convolve(knots[1:-1], np.ones(3) / 3, mode='valid')
+        line = solve @ points
+        coefficients = line[0] + np.outer(greville, line[1])
+    else:
+        coefficients = solve @ points
+    return PenalisedCurve(knots, coefficients, float(stiffness))
+
+
+def fit_filament(points, smoothing=1.0, step=0.25):
+    """Path through ≥ 2 clicked points of a filament, in any click order, parametrised by arc length
+    (``step`` px samples).
+
+    The clicks are ordered along the filament (:func:`order_along_path`) and fitted by a penalised
+    spline (:func:`fit_penalised_curve`) whose stiffness comes from cross-validation, down to a
+    straight line, and never follows the clicks closer than ``smoothing`` (expected click scatter, px);
+    the clicks are then re-parametrised by their position along that curve and fitted once more
+    (a principal-curve step). The report's rms is the distance of the clicks to the path. The first
+    frame's u axis is the particle x-axis of Dynamo angles with narot = 0 for the starting tangent, so
+    on a straight filament the in-plane angle of subunit i is exactly i × twist.
     """
     raw = _finite_points(points, 'a filament')
     _, first = np.unique(raw, axis=0, return_index=True)
@@ -624,28 +737,38 @@ def fit_filament(points, smoothing=1.0, keep_order=True, step=0.25):
     if len(points) < 2:
         raise UnderdeterminedGeometryError(f'a filament needs at least 2 distinct path points, '
                                            f'this group has {len(points)}')
-    if not keep_order:
-        _, _, axes = principal_axes(points)
-        points = points[np.argsort(points @ axes[0])]
-    degree = min(3, len(points) - 1)
-    chord = np.sum(np.linalg.norm(np.diff(points, axis=0), axis=1))
-    try:
-        tck, _ = interpolate.splprep(points.T, k=degree, s=smoothing ** 2 * len(points) if degree > 1 else 0,
-                                     quiet=2)
-        dense = np.column_stack(interpolate.splev(np.linspace(0, 1, int(chord / step * 2) + 2), tck))
-    except (ValueError, TypeError):
-        dense = points
+    points = points[order_along_path(points)]
+    chord = np.r_[0, np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))]
+    s = chord / chord[-1]
+    curve = fit_penalised_curve(s, points, smoothing)
+    fine = np.linspace(0, 1, int(2 * chord[-1] / step) + 2)
+    dense = curve(fine)
+    along = fine[cKDTree(dense).query(points)[1]]
+    order = np.argsort(along, kind='stable')
+    along = along[order]
+    if along[-1] - along[0] > 0.5 and np.all(np.diff(along) > 0):
+        # a principal-curve step: refit against each click's place along the first curve
+        points = points[order]
+        curve = fit_penalised_curve((along - along[0]) / (along[-1] - along[0]), points, smoothing)
+        dense = curve(fine)
+    path = filament_path(dense, step)
+    residuals = cKDTree(path.points).query(points)[0]
+    shape = 'straight line' if np.isinf(curve.stiffness) else 'spline through the points' \
+        if curve.stiffness == 0 else f'penalised spline (stiffness {curve.stiffness:.2g})'
+    return path, FitReport('filament', shape, rms=float(np.sqrt(np.mean(residuals ** 2))),
+                           points_used=len(points), points_total=len(raw),
+                           notes=[f'path length {path.length:.1f} px'])
+
+
+def filament_path(dense, step=0.25):
+    """:class:`FilamentPath` through a dense polyline: resampled every ``step`` px of arc length, with
+    rotation-minimising frames starting from the Dynamo frame of the first tangent."""
     arc = np.r_[0, np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))]
     samples = np.arange(0, arc[-1], step)
     samples = np.r_[samples, arc[-1]] if arc[-1] - samples[-1] > 1e-9 else samples
     dense = np.column_stack([np.interp(samples, arc, dense[:, k]) for k in range(3)])
-    tangent = dense[1] - dense[0]
-    frames = _rotation_minimising_frames(dense, matrix_from_normal(tangent))
-    path = FilamentPath(dense, samples, frames)
-    residuals = cKDTree(dense).query(points)[0]
-    return path, FitReport('filament', 'smoothing spline', rms=float(np.sqrt(np.mean(residuals ** 2))),
-                           points_used=len(points), points_total=len(raw),
-                           notes=[f'path length {path.length:.1f} px'])
+    frames = _rotation_minimising_frames(dense, matrix_from_normal(dense[1] - dense[0]))
+    return FilamentPath(dense, samples, frames)
 
 
 def helical_subunits(path, rise, twist, radius=0.0, phase=0.0):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import geometry
+from . import geometry, refinement
 from .errors import CryoSegInputError
 from .formats import read_points, relion_from_rotations
 from .orientation import IN_PLANE_POLICIES, in_plane_angles, matrix_from_normal, matrix_to_euler, scipion_matrix
@@ -63,6 +63,13 @@ class ModelParameters:
     subunits_per_ring: int = 8
     ring_twist: float = 0.0
     shape_xyz: tuple = None  # tomogram size; points outside it are dropped
+    refine: bool = False  # refine the fitted model against the tomogram's density
+    membrane: float = 4.0  # membrane (filament wall) thickness to look for when refining
+    refine_band: float = 0.0  # half-width of the search along the normals; 0 = from the fit
+    filament_radius: float = 0.0  # tube radius for the filament refinement; 0 = from the helix/ring radius
+
+    def refine_settings(self):
+        return refinement.RefineSettings(membrane=self.membrane, band=self.refine_band)
 
     def check(self):
         if canonical_model(self.model_type) is None and self.model_type != 'auto':
@@ -74,6 +81,8 @@ class ModelParameters:
             raise CryoSegInputError('the spacing must be positive')
         if self.mesh_edge <= 0 or self.max_triangles < 8:
             raise CryoSegInputError('the mesh edge must be positive and the triangle cap at least 8')
+        if self.refine:
+            self.refine_settings().check()
 
 
 @dataclass
@@ -83,7 +92,9 @@ class GroupResult:
     positions: np.ndarray  # (N, 3) px
     matrices: np.ndarray  # (N, 4, 4) Scipion
     report: geometry.FitReport
-    surface: object = None  # the fitted model, for viewers
+    surface: object = None  # the model the points come from (refined when refined), for viewers
+    refinement: object = None  # refinement.Refinement when refined against the density
+    shifts: np.ndarray = None  # per cropping point: shift (px) of the refined surface from the fitted one
 
     @property
     def normals(self):
@@ -106,10 +117,24 @@ class WorkflowResult:
                 np.concatenate([np.full(len(r.positions), r.report.rms) for r in results]) if results
                 else np.zeros(0))
 
+    def shifts(self):
+        """Per cropping point (in the order of :meth:`arrays`): the shift (px) of the refined surface from
+        the fitted model there, nan where the group was not refined."""
+        return np.concatenate([r.shifts for r in self.results]) if self.results else np.zeros(0)
+
+    def surface_points(self):
+        """The density profiles' support points on the fitted models and the same points moved onto the
+        refined surfaces (both (N, 3) px, refined groups only), for figures."""
+        refined = [r.refinement for r in self.results if r.refinement is not None]
+        if not refined:
+            return np.zeros((0, 3)), np.zeros((0, 3))
+        return (np.concatenate([r.support for r in refined]),
+                np.concatenate([r.support + r.smoothed[:, None] * r.normals for r in refined]))
+
     def report_rows(self):
         """One row per group (fitted or failed) for summaries and tables."""
-        rows = [dict(group=r.group_id, status='ok', crop_points=len(r.positions), **r.report.as_dict())
-                for r in self.results]
+        rows = [dict(group=r.group_id, status='ok', crop_points=len(r.positions), **r.report.as_dict(),
+                     **_refinement_columns(r.refinement)) for r in self.results]
         rows += [dict(group=g, status='failed', reason=reason) for g, reason in self.failures.items()]
         return sorted(rows, key=lambda row: row['group'])
 
@@ -150,22 +175,41 @@ def _surface_points(surface, params):
     return points[kept], normals[kept]
 
 
-def crop_points_for_group(points, params, marker=None, model_name=None, group_id=0):
-    """Fit one geometry and produce its cropping points; raises :class:`geometry.GeometryError`."""
+def _refinement_columns(refined):
+    if refined is None:
+        return dict(refined=False)
+    return dict(refined=True, profiles=len(refined.support), outliers=refined.outliers,
+                median_shift=round(float(np.median(np.abs(refined.smoothed))), 4))
+
+
+def crop_points_for_group(points, params, marker=None, model_name=None, group_id=0, volume=None):
+    """Fit one geometry and produce its cropping points; raises :class:`geometry.GeometryError`.
+
+    With ``params.refine`` the fitted model is refined against ``volume`` [z, y, x] (:mod:`.refinement`)
+    and the cropping points and normals come from the refined surface or path.
+    """
     params.check()
+    if params.refine and volume is None:
+        raise CryoSegInputError('refining against the density needs the tomogram')
     model = canonical_model(params.model_type if params.model_type != 'auto' else model_name)
     if model is None:
         model = infer_model(points)
-    tangents = None
-    if model == 'sphere':
-        surface, report = geometry.fit_sphere(points, params.robust)
-        radius = surface.radius + params.offset
-        if radius <= 0:
-            raise geometry.GeometryError(f'the offset {params.offset:.1f} px is deeper than the radius')
-        positions, normals = sample_sphere(surface.centre, radius, params.spacing)
-    elif model == 'ellipsoid':
-        surface, report = geometry.fit_ellipsoid(points, params.robust)
-        positions, normals = _surface_points(surface, params)
+    tangents, refined = None, None
+    settings = params.refine_settings()
+    if model in ('sphere', 'ellipsoid'):
+        fitter = geometry.fit_sphere if model == 'sphere' else geometry.fit_ellipsoid
+        surface, report = fitter(points, params.robust)
+        if params.refine:
+            band = settings.search_band(report.rms, params.smoothing, min(report.radii))
+            moved, refined = refinement.refine_closed(volume, surface, settings, band, _support_spacing(params))
+            surface = moved if np.any(refined.smoothed) else surface  # kept: sampled as without refinement
+        if isinstance(surface, geometry.SphereModel):
+            radius = surface.radius + params.offset
+            if radius <= 0:
+                raise geometry.GeometryError(f'the offset {params.offset:.1f} px is deeper than the radius')
+            positions, normals = sample_sphere(surface.centre, radius, params.spacing)
+        else:
+            positions, normals = _surface_points(surface, params)
     elif model in ('membraneByLevels', 'general'):
         fitter = geometry.fit_membrane_levels if model == 'membraneByLevels' else geometry.fit_general_surface
         options = dict(control_interval=params.mesh_edge, inside=marker, smoothing=params.smoothing,
@@ -173,9 +217,18 @@ def crop_points_for_group(points, params, marker=None, model_name=None, group_id
         if model == 'membraneByLevels':
             options['level_tolerance'] = params.level_tolerance
         surface, report = fitter(points, **options)
+        if params.refine:
+            size = np.sqrt(surface.area())
+            band = settings.search_band(report.rms, params.smoothing, size)
+            surface, refined = refinement.refine_mesh(volume, surface, settings, band, _support_spacing(params))
         positions, normals = _surface_points(surface, params)
     else:
         surface, report = geometry.fit_filament(points, params.smoothing)
+        if params.refine:
+            radius = params.filament_radius or (params.helix_radius if model == 'filamentHelix'
+                                                else params.ring_radius)
+            band = settings.search_band(report.rms, params.smoothing, surface.length)
+            surface, refined = refinement.refine_filament(volume, surface, settings, band, radius)
         if model == 'filamentHelix':
             phase = in_plane_angles(params.in_plane, [[0, 0, 1.0]], params.seed)[0] \
                 if params.in_plane == 'random' else 0.0
@@ -185,6 +238,8 @@ def crop_points_for_group(points, params, marker=None, model_name=None, group_id
             positions, normals, tangents = geometry.ring_subunits(
                 surface, params.spacing, params.ring_radius, params.subunits_per_ring, params.ring_twist)
     report.model = model
+    if refined is not None:
+        report.notes.append(refined.summary())
     if model != 'filamentHelix':
         if model == 'sphere' or model == 'ellipsoid':
             keep = outside_exclusion(positions, marker, params.exclusion_radius)
@@ -197,11 +252,18 @@ def crop_points_for_group(points, params, marker=None, model_name=None, group_id
         if not keep.all():
             report.notes.append(f'{int((~keep).sum())} cropping points outside the tomogram dropped')
         positions, rotations = positions[keep], rotations[keep]
-    return GroupResult(group_id, model, positions, scipion_matrix(rotations), report, surface)
+    shifts = refined.shift_at(positions) if refined is not None else np.full(len(positions), np.nan)
+    return GroupResult(group_id, model, positions, scipion_matrix(rotations), report, surface, refined, shifts)
 
 
-def run_model_workflow(groups, params):
+def _support_spacing(params):
+    """Distance between density profiles: the membrane thickness, at most half the spacing, at least 1 px."""
+    return float(np.clip(params.membrane / 2, 1.0, max(params.spacing / 2, 1.0)))
+
+
+def run_model_workflow(groups, params, volume=None):
     """Cropping points of every group; ``groups`` maps group id → dict(points, marker=None, model=None).
+    ``volume`` [z, y, x]: the tomogram, needed when ``params.refine``.
 
     Groups that fail are listed in ``failures`` with their reason and the others complete.
     """
@@ -211,13 +273,14 @@ def run_model_workflow(groups, params):
         group = groups[group_id]
         try:
             result = crop_points_for_group(group['points'], params, group.get('marker'), group.get('model'),
-                                           group_id)
+                                           group_id, volume)
         except CryoSegInputError as err:
             logger.warning('group %s: %s', group_id, err)
             workflow.failures[group_id] = str(err)
             continue
-        logger.info('group %s: %s, rms %.2f px, %d cropping points', group_id, result.model,
-                    result.report.rms, len(result.positions))
+        logger.info('group %s: %s, rms %.2f px, %d cropping points%s', group_id, result.model,
+                    result.report.rms, len(result.positions),
+                    f'; {result.refinement.summary()}' if result.refinement is not None else '')
         workflow.results.append(result)
     return workflow
 

@@ -2,6 +2,7 @@
 membrane or along the filament (algorithms.md §3)."""
 import csv
 import json
+from contextlib import ExitStack
 
 import numpy as np
 from pyworkflow.object import String
@@ -108,6 +109,30 @@ class ProtCryoSegModelWorkflow(ProtCryoSegPerTomogram):
                       condition=f'modelType == {FILAMENT_RINGS}', label='Subunits per ring')
         form.addParam('ringTwist', params.FloatParam, default=0.0, condition=f'modelType == {FILAMENT_RINGS}',
                       label='Ring twist (degrees)', help='Rotation of each ring relative to the previous one.')
+
+        form.addSection(label='Refinement')
+        form.addParam('doRefine', params.BooleanParam, default=True, label='Refine against the density?',
+                      help='Rough clicks give rough normals, and real vesicles are not spheres. With this '
+                           'on, the membrane is looked for in the tomogram along the normals of the fitted '
+                           'model (the extremum of the low-passed density, dark or bright as measured), '
+                           'and the cropping points and normals come from a smooth surface through it '
+                           '(spherical harmonics for vesicles, a thin-plate surface for membranes, the '
+                           'tube axis for filaments). Where the density shows no clear membrane the fitted '
+                           'model is kept; the summary counts those places.')
+        form.addParam('membraneThickness', params.FloatParam, default=40.0, validators=[params.Positive],
+                      condition='doRefine', label='Membrane thickness (Å)',
+                      help='Thickness of the membrane (filaments: of the tube wall) to look for; it sets '
+                           'the low-pass filter and the distance between the density profiles.')
+        form.addParam('refineSearch', params.FloatParam, default=0.0, validators=[params.GE(0)],
+                      condition='doRefine', label='Search distance (Å)',
+                      help='How far along each normal the membrane is looked for. 0: from the fit (three '
+                           'times its residual or the click scatter, at least twice the membrane '
+                           'thickness, at most a quarter of the model size).')
+        form.addParam('filamentDiameter', params.FloatParam, default=0.0, validators=[params.GE(0)],
+                      condition=f'doRefine and modelType in [0, {FILAMENT_HELIX}, {FILAMENT_RINGS}]',
+                      label='Filament diameter (Å)',
+                      help='Diameter of the tube whose axis is looked for. 0: twice the helix or ring '
+                           'radius.')
         form.addParallelSection(threads=2, mpi=0)
 
     # ----------------------------------------------------------------------------------- steps
@@ -128,7 +153,9 @@ class ProtCryoSegModelWorkflow(ProtCryoSegPerTomogram):
             twist=self.twist.get(), helix_radius=self.helixRadius.get() / angstrom,
             ring_radius=self.ringRadius.get() / angstrom, subunits_per_ring=self.subunitsPerRing.get(),
             ring_twist=self.ringTwist.get(),
-            shape_xyz=convert.tomogram_info(tomo).shape_xyz)
+            shape_xyz=convert.tomogram_info(tomo).shape_xyz, refine=self.doRefine.get(),
+            membrane=self.membraneThickness.get() / angstrom, refine_band=self.refineSearch.get() / angstrom,
+            filament_radius=self.filamentDiameter.get() / 2 / angstrom)
 
     def _resultPath(self, tsId):
         return self._getExtraPath(f'{tsId}_cropping.npz')
@@ -144,15 +171,21 @@ class ProtCryoSegModelWorkflow(ProtCryoSegPerTomogram):
     def processTomogram(self, tsId):
         tomo, table, roles, models = self._readInput(tsId)
         groups = split_groups(table.xyz, table.group_ids, roles, models)
-        workflow = run_model_workflow(groups, self._parameters(tomo))
+        parameters = self._parameters(tomo)
+        with ExitStack() as stack:  # memory map: refinement reads only the boxes around the models
+            volume = stack.enter_context(convert.open_tomogram(tomo))[0] if parameters.refine else None
+            workflow = run_model_workflow(groups, parameters, volume)
         angstrom = self.inputMeshes.get().getSamplingRate() or tomo.getSamplingRate()
         rows = [dict(row, tsId=tsId) for row in workflow.report_rows()]
         for row in rows:
-            if 'rms' in row:
-                row['rms'] = round(row['rms'] * angstrom, 3)  # Å, as the coordinates' score
+            for key in ('rms', 'median_shift'):
+                if key in row:
+                    row[key] = round(row[key] * angstrom, 3)  # Å (rms: the coordinates' score)
         positions, matrices, groupIds, rmsPx = workflow.arrays()
+        fitted, refined = workflow.surface_points()
         np.savez(self._resultPath(tsId), positions=positions, matrices=matrices, group_ids=groupIds,
-                 scores=rmsPx * angstrom, failed_groups=np.array(sorted(workflow.failures), int))
+                 scores=rmsPx * angstrom, failed_groups=np.array(sorted(workflow.failures), int),
+                 shifts=workflow.shifts() * angstrom, fitted_surface=fitted, refined_surface=refined)
         self._recordReport(rows)
         for row in rows:
             if row['status'] == 'ok':
@@ -168,7 +201,8 @@ class ProtCryoSegModelWorkflow(ProtCryoSegPerTomogram):
             self.fitReport.set(json.dumps(report))
             self._store(self.fitReport)
             columns = ['tsId', 'group', 'status', 'model', 'method', 'rms', 'crop_points', 'points_used',
-                       'points_total', 'centre', 'radii', 'reason']
+                       'points_total', 'centre', 'radii', 'refined', 'profiles', 'outliers', 'median_shift',
+                       'reason']
             with open(self._getExtraPath('fit_report.csv'), 'w', newline='') as handle:
                 writer = csv.DictWriter(handle, columns, extrasaction='ignore')
                 writer.writeheader()
@@ -227,9 +261,12 @@ class ProtCryoSegModelWorkflow(ProtCryoSegPerTomogram):
                  f"{sum(r['crop_points'] for r in ok)} cropping points:"]
         for row in report:
             if row['status'] == 'ok':
+                refined = (f", refined against the density: median shift {row['median_shift']} Å, "
+                           f"{row['outliers']} of {row['profiles']} profiles without a clear membrane kept "
+                           f"on the fit") if row.get('refined') else ''
                 lines.append(f"  {row['tsId']} group {row['group']}: {row['model']}, rms {row['rms']} Å, "
                              f"{row['points_used']}/{row['points_total']} points used, "
-                             f"{row['crop_points']} cropping points")
+                             f"{row['crop_points']} cropping points{refined}")
             else:
                 lines.append(f"  {row['tsId']} group {row['group']}: FAILED - {row['reason']}")
         return lines + self._failureSummary()
@@ -241,7 +278,10 @@ class ProtCryoSegModelWorkflow(ProtCryoSegPerTomogram):
         return [f"Oriented cropping points were generated on {sum(r['status'] == 'ok' for r in report)} "
                 f"geometries fitted to user points with cryoseg's directional model workflow, at a spacing "
                 f"of {self.cropping.get():g} Å, with the particle z-axis along the outward normal (Dynamo "
-                f"ZXZ convention)."]
+                f"ZXZ convention)"
+                + (", after refining each model against the tomogram's density (membrane found along the "
+                   "normals, regularised by spherical harmonics, thin-plate surfaces or penalised splines)."
+                   if self.doRefine.get() else ".")]
 
     def _citations(self):
         return ['CastanoDiez2017Catalogue']

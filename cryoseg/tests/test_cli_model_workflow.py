@@ -69,3 +69,29 @@ def test_filament_text_points_and_errors(tmp_path):
     lone.write_text('1 2 3 1\n')
     failed = run_cli('model_workflow', lone, '--model', 'vesicle', '--spacing', 10, '--angpix', 10, '--out', out)
     assert failed.returncode == 2 and 'no geometry could be fitted' in failed.stderr
+
+
+def test_refine_against_the_tomogram(tmp_path):
+    from cryoseg.core.mrcio import write_volume
+    from cryoseg.tests.membrane_phantoms import BumpyVesicle, vesicle_volume
+
+    vesicle = BumpyVesicle(np.array([48.0, 48.0, 32.0]), np.array([30.0, 28.0, 23.0]))
+    write_volume(tmp_path / 'T.mrc', vesicle_volume(vesicle, noise=0.3), 10.0)
+    write_points(tmp_path / 'points.star', [(*p, 1) for p in vesicle.clicks(12, 2.5, seed=1)])
+    errors = {}
+    for extra in ([], ['--tomogram', tmp_path / 'T.mrc', '--membrane', 30]):
+        out = tmp_path / f'crop{len(extra)}.star'
+        result = run_cli('model_workflow', tmp_path / 'points.star', '--model', 'vesicle', '--spacing', 40,
+                         '--angpix', 10, '--out', out, *extra)
+        assert result.returncode == 0, result.stderr
+        assert ('refined: ' in result.stdout and 'outliers' in result.stdout) == bool(extra)
+        table = Table(fileName=str(out), tableName='particles')
+        xyz = np.array([[row.rlnCoordinateX, row.rlnCoordinateY, row.rlnCoordinateZ] for row in table])
+        tdrot, tilt = (np.radians([getattr(row, name) for row in table]) for name in ('cryosegTdrot', 'cryosegTilt'))
+        axis = np.column_stack([np.sin(tilt) * np.sin(tdrot), np.sin(tilt) * np.cos(tdrot), np.cos(tilt)])
+        errors[bool(extra)] = np.degrees(np.arccos(np.clip(np.sum(axis * vesicle.normals(xyz), 1), -1, 1)))
+    assert np.median(errors[True]) < 2.5 < 8.0 < np.median(errors[False])
+
+    bad = run_cli('model_workflow', tmp_path / 'points.star', '--spacing', 40, '--angpix', 10, '--refine',
+                  '--out', tmp_path / 'x.star')
+    assert bad.returncode == 2 and '--tomogram' in bad.stderr and 'Traceback' not in bad.stderr

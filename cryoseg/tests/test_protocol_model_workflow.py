@@ -91,6 +91,9 @@ class TestModelWorkflowProtocol(CryoSegProjectTest):
                 np.testing.assert_allclose(row['radii'], sorted(np.asarray(vesicle['radii']) / truth.voxel_size,
                                                                 reverse=True), rtol=0.03)
                 self.assertEqual(row['status'], 'ok')
+                # refined against the density by default: most profiles found the membrane
+                self.assertTrue(row['refined'])
+                self.assertLess(row['outliers'], row['profiles'] / 3)
                 np.testing.assert_allclose(table.scores[inGroup], row['rms'], rtol=1e-3)
                 self.assertEqual(row['crop_points'], inGroup.sum())
             # the Scipion round trip of positions and matrices is exact
@@ -110,6 +113,7 @@ class TestModelWorkflowProtocol(CryoSegProjectTest):
         self.assertEqual({c.getGroupId() for c in failedMeshes.iterItems()}, {failed[0]['group']})
         summary = '\n'.join(self.workflow.summary())
         self.assertIn('FAILED', summary)
+        self.assertIn('profiles without a clear membrane kept on the fit', summary)
         self.assertIn(f"{sum(r['status'] == 'ok' for r in self.workflow.getReport())} of", summary)
 
     def test_viewer_figure_headless(self):
@@ -117,7 +121,12 @@ class TestModelWorkflowProtocol(CryoSegProjectTest):
 
         self.assertIn(ProtCryoSegModelWorkflow, CryoSegModelWorkflowViewer._targets)
         fig = protocol_figure(self.workflow)
-        self.assertEqual(len(fig.axes), 2 * len(self.truths))
+        # slice with the fitted and refined surfaces, 3-D view, histogram of the shifts
+        self.assertEqual(len(fig.axes), 3 * len(self.truths))
+        labels = [text.get_text() for ax in fig.axes[::3] for text in ax.get_legend().get_texts()]
+        self.assertIn('refined surface', labels)
+        self.assertIn('fitted model', labels)
+        self.assertTrue(any('median' in text.get_text() for text in fig.axes[2].get_legend().get_texts()))
         path = self.workflow._getExtraPath('viewer.png')
         fig.savefig(path)
         self.assertGreater(os.path.getsize(path), 10000)

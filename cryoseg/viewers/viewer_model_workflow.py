@@ -1,6 +1,7 @@
 """Viewer of the directional model workflow: per tomogram, an xy slice through the cropping points with
-their normals drawn as arrows (projected), and a 3-D view of the points and normals coloured by
-geometry."""
+their normals drawn as arrows (projected) and, when the models were refined against the density, the
+fitted and refined surfaces where they cross the slice; a 3-D view of the points and normals coloured by
+geometry; and the histogram of the per-point shift from the fitted to the refined surface."""
 from contextlib import ExitStack
 
 import numpy as np
@@ -24,6 +25,32 @@ def normals_slice(ax, image, z, xyz, normals, arrow_length, title):
         ax.scatter(xyz[near, 0], xyz[near, 1], s=6, c='cyan')
 
 
+def surfaces_on_slice(ax, z, fitted, refined):
+    """Fitted and refined surface points within a few voxels of slice ``z`` (xy), drawn over it."""
+    for points, colour, label in ((fitted, 'magenta', 'fitted model'), (refined, 'lime', 'refined surface')):
+        points = np.asarray(points, float).reshape(-1, 3)
+        near = np.abs(points[:, 2] - z) <= 1.0
+        if near.any():
+            ax.scatter(points[near, 0], points[near, 1], s=5, c=colour, label=label, linewidths=0)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc='upper right', markerscale=4)
+
+
+def shift_histogram(ax, shifts, unit, title):
+    """Histogram of the per-cropping-point shifts from the fitted to the refined surface."""
+    shifts = np.asarray(shifts, float)
+    shifts = shifts[np.isfinite(shifts)]
+    if len(shifts):
+        ax.hist(shifts, bins=30, color='tab:green')
+        ax.axvline(np.median(shifts), color='k', linestyle='--', label=f'median {np.median(shifts):.1f} {unit}')
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, 'not refined against the density', ha='center', va='center', transform=ax.transAxes)
+    ax.set_xlabel(f'shift along the normal, fitted → refined ({unit})')
+    ax.set_ylabel('cropping points')
+    ax.set_title(title, fontsize=9)
+
+
 def normals_3d(ax, xyz, normals, group_ids, arrow_length, title):
     """3-D quiver of the cropping points and their normals, one colour per geometry."""
     colours = plots.plt.get_cmap('tab10')
@@ -41,18 +68,27 @@ def normals_3d(ax, xyz, normals, group_ids, arrow_length, title):
         ax.legend(fontsize=7)
 
 
-def model_workflow_figure(entries, arrow_length=6.0):
-    """Two panels per ``(title, volume[z, y, x], xyz, normals, group ids)`` entry: a slice through the
-    middle of the points with their normals, and the 3-D view."""
-    fig = plots.plt.figure(figsize=(10, 4.8 * max(len(entries), 1)))
-    for row, (title, volume, xyz, normals, group_ids) in enumerate(entries):
+def model_workflow_figure(entries, arrow_length=6.0, shift_unit='Å'):
+    """Per ``(title, volume[z, y, x], xyz, normals, group ids[, shifts, fitted surface, refined surface])``
+    entry: a slice through the middle of the points with their normals and (refined) the two surfaces,
+    the 3-D view, and the histogram of the shifts when the models were refined."""
+    refined_any = any(len(entry) > 5 and np.isfinite(np.asarray(entry[5], float)).any() for entry in entries)
+    columns = 3 if refined_any else 2
+    fig = plots.plt.figure(figsize=(5 * columns, 4.8 * max(len(entries), 1)))
+    for row, entry in enumerate(entries):
+        title, volume, xyz, normals, group_ids = entry[:5]
+        shifts, fitted, refined = entry[5:8] if len(entry) > 5 else (np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)))
         xyz, normals = np.asarray(xyz, float).reshape(-1, 3), np.asarray(normals, float).reshape(-1, 3)
         z = int(np.median(xyz[:, 2])) if len(xyz) else volume.shape[0] // 2
         image = plots.orthogonal_slices(volume, (z, 0, 0))[0]
-        normals_slice(fig.add_subplot(len(entries), 2, 2 * row + 1), image, z, xyz, normals, arrow_length,
-                      title)
-        normals_3d(fig.add_subplot(len(entries), 2, 2 * row + 2, projection='3d'), xyz, normals,
+        ax = fig.add_subplot(len(entries), columns, columns * row + 1)
+        normals_slice(ax, image, z, xyz, normals, arrow_length, title)
+        surfaces_on_slice(ax, z, fitted, refined)
+        normals_3d(fig.add_subplot(len(entries), columns, columns * row + 2, projection='3d'), xyz, normals,
                    np.asarray(group_ids), arrow_length, f'{title}: {len(xyz)} cropping points')
+        if refined_any:
+            shift_histogram(fig.add_subplot(len(entries), columns, columns * row + 3), shifts, shift_unit,
+                            f'{title}: refined against the density')
     return fig
 
 
@@ -66,7 +102,12 @@ def protocol_figure(protocol, max_tomograms=MAX_TOMOGRAMS_SHOWN):
             table = tables[tsId]
             tomo = coords.getPrecedentsInvolved()[tsId]
             volume = stack.enter_context(convert.open_tomogram(tomo))[0]
-            entries.append((tsId, volume, table.xyz, table.matrices[:, 2, :3], table.group_ids))
+            saved = np.load(protocol._resultPath(tsId))
+            shifts = saved['shifts'] if 'shifts' in saved else np.zeros(0)
+            fitted = saved['fitted_surface'] if 'fitted_surface' in saved else np.zeros((0, 3))
+            refined = saved['refined_surface'] if 'refined_surface' in saved else np.zeros((0, 3))
+            entries.append((tsId, volume, table.xyz, table.matrices[:, 2, :3], table.group_ids, shifts, fitted,
+                            refined))
         return model_workflow_figure(entries)
 
 
