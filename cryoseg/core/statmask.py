@@ -10,9 +10,15 @@ the full-size uint8 result are held, and every local filter runs on z-slabs with
 reach, so the result does not depend on the slab size. Percentiles and the overall std come from the
 whole binned volume, never from a slab.
 
-The std mask's "threshold × overall std" rule (IsoNet's documentation) uses a robust overall std by
-default (:func:`overall_std`): the plain std is dominated by gold beads, carbon and contamination, and
-threshold 1 of it drops particles.
+By default the std mask splits the voxels into two classes, featureless and textured, at Otsu's threshold
+of the logarithm of the local std (:func:`otsu_log_threshold`): it assumes neither how much of the volume
+is specimen (IsoNet's code keeps a fixed percentage) nor a relation between the local std in a box and the
+std of the whole volume, which large-scale contrast (gradients across a lamella, ice thickness) inflates
+(IsoNet's documentation: local std > threshold × overall std; :func:`overall_std`).
+
+Files (:func:`make_mask_file`) are read plane by plane with ordinary reads and, when the clean-up can run
+on the binned grid (it is exact there: each binned voxel stands for its 2×2×2 block), the full-size mask
+is only ever built and written one slab at a time.
 """
 import functools
 import logging
@@ -24,18 +30,23 @@ from scipy import ndimage
 from .checks import check_finite, check_not_constant, check_volume_shape, check_volume_values
 from .clustering import mad_gau
 from .errors import CryoSegInputError
-from .mrcio import open_volume, write_volume
+from .mrcio import open_volume, write_volume, write_volume_planes
 from .slabs import iter_slabs
 
 logger = logging.getLogger(__name__)
 
-STD_MODES = ('global_factor', 'percentile')
+STD_MODES = ('global_factor', 'percentile', 'otsu')
 STD_ESTIMATES = ('robust', 'plain')
 Z_CROP_MODES = ('isonet1', 'isonet2')
 METHODS = ('statistics', 'texture', 'both')
 DISABLED_ABOVE = 99.8  # IsoNet skips a percentile mask above this value
 LOW_FRACTION = 0.01  # warn when a mask keeps less than this fraction of the voxels
 _BIN_SIGMA = 0.5  # anti-aliasing Gaussian of skimage.transform.resize for a factor of 2
+OTSU_BINS = 1024
+OTSU_SAMPLES = 2 ** 21
+DEFAULT_SIDE_ANGSTROM = 80.0  # IsoNet's side 4 at 10 Å/voxel
+DEFAULT_MIN_REGION_ANGSTROM = 80.0  # the clean-up removes regions smaller than a ball of this diameter
+DEFAULT_BLOCK_ANGSTROM = 640.0  # window of the texture mask's local variance
 
 
 def _gaussian_reach(sigma):
@@ -58,6 +69,16 @@ def side_from_angstrom(side_angstrom, voxel_size):
             f"a filter side of {side_angstrom:g} Å is less than one binned voxel ({2 * voxel_size:g} Å at "
             f"{voxel_size:g} Å/voxel); use at least {2 * voxel_size:g} Å, ideally about the particle size")
     return side
+
+
+def default_side(voxel_size):
+    """The statistics filters' ``side`` (binned voxels) for :data:`DEFAULT_SIDE_ANGSTROM`, at least 1."""
+    return max(1, int(round(DEFAULT_SIDE_ANGSTROM / (2.0 * voxel_size))))
+
+
+def ball_voxels(diameter_angstrom, voxel_size):
+    """Voxels of a ball of this diameter (the smallest region the clean-up keeps)."""
+    return int(round(4.0 / 3.0 * np.pi * (diameter_angstrom / 2.0 / voxel_size) ** 3))
 
 
 def _check_statistics_settings(shape_binned, side, percentile, threshold, std_mode, std_percentile,
@@ -336,6 +357,40 @@ def overall_std(smoothed, estimate='robust'):
     return mad_gau(smoothed)
 
 
+def otsu_log_threshold(deviation):
+    """Local std above which a voxel is textured: Otsu's threshold (the split of a histogram into two
+    classes with the largest between-class variance) of log(local std) over the voxels with any.
+
+    The empty parts of a tomogram (vacuum, ice, resin) hold noise alone, whose local std is low and
+    narrowly spread; the specimen's spreads over decades. On the logarithm the split does not depend on
+    the contrast scale, and a few very textured voxels (gold beads, carbon edges) do not drag it up.
+
+    References
+    ----------
+    N. Otsu, "A threshold selection method from gray-level histograms", IEEE Trans. Syst. Man Cybern.
+    9 (1979) 62–66.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> std = np.concatenate([rng.lognormal(np.log(0.2), 0.1, 1000), rng.lognormal(np.log(1.0), 0.3, 1000)])
+    >>> 0.25 < otsu_log_threshold(std) < 0.6
+    True
+    """
+    from .texture import otsu_from_histogram
+
+    sample = deviation.ravel()[::max(1, deviation.size // OTSU_SAMPLES)]  # a regular sample is plenty
+    positive = sample[sample > 0]
+    if positive.size == 0:
+        return 0.0
+    logs = np.log(positive)
+    low, high = float(logs.min()), float(logs.max())
+    if high <= low:
+        return float(np.nextafter(np.float32(positive[0]), np.float32(0)))  # one class: keep it
+    counts, edges = np.histogram(logs, OTSU_BINS, (low, high))
+    return float(np.exp(otsu_from_histogram(counts, edges)))
+
+
 def _percentile(values, q):
     """``np.percentile(values, q)`` (linear interpolation), without a partition of a copy of all values:
     bounds around the q-th percentile come from a strided sample, the values between them are
@@ -365,16 +420,17 @@ def z_crop_planes(depth_binned, z_crop, z_crop_mode='isonet1'):
     return int(fraction * depth_binned)
 
 
-def statistics_mask_binned(volume, side=4, percentile=50.0, threshold=1.0, std_mode='global_factor',
+def statistics_mask_binned(volume, side=4, percentile=50.0, threshold=1.0, std_mode='otsu',
                            std_percentile=50.0, z_crop=0.0, z_crop_mode='isonet1', percentiles_in_crop=False,
                            std_estimate='robust', slab=32):
     """The statistics mask on the binned grid: ``(max_mask, std_mask, mask)`` boolean arrays.
 
     ``side`` is in binned voxels. ``percentile`` (% of the volume with content) sets the max-value mask,
-    disabled above 99.8. In ``global_factor`` mode the std mask keeps local std > ``threshold`` × the
-    overall std of the smoothed binned volume (0 disables it), estimated robustly by default or plainly
-    as IsoNet did (``std_estimate``, see :func:`overall_std`); in ``percentile`` mode it keeps the top
-    ``std_percentile`` % (disabled above 99.8). ``z_crop`` zeroes a fraction of the binned slices at each
+    disabled above 99.8. In ``otsu`` mode (default) the std mask keeps the textured class of
+    :func:`otsu_log_threshold`. In ``global_factor`` mode it keeps local std > ``threshold`` × the
+    overall std of the smoothed binned volume (0 disables it), estimated robustly or plainly as IsoNet
+    did (``std_estimate``, see :func:`overall_std`); in ``percentile`` mode (IsoNet's code) it keeps the
+    top ``std_percentile`` % (disabled above 99.8). ``z_crop`` zeroes a fraction of the binned slices at each
     end; percentiles and the overall std are global unless ``percentiles_in_crop``.
     """
     check_volume_shape(volume.shape)
@@ -389,7 +445,7 @@ def statistics_mask_binned(volume, side=4, percentile=50.0, threshold=1.0, std_m
     kept = slice(crop, len(smoothed) - crop) if percentiles_in_crop else slice(None)
 
     density = percentile <= DISABLED_ABOVE
-    contrast = threshold > 0 if std_mode == 'global_factor' else std_percentile <= DISABLED_ABOVE
+    contrast = {'global_factor': threshold > 0, 'percentile': std_percentile <= DISABLED_ABOVE}.get(std_mode, True)
     logger.info("local filters (box %d binned voxels): max-value mask %s, std mask %s", 2 * side + 1,
                 f'{percentile:g} %' if density else 'off', std_mode if contrast else 'off')
     filtered, deviation = _local_filters(smoothed, side, slab, density, contrast)
@@ -401,6 +457,8 @@ def statistics_mask_binned(volume, side=4, percentile=50.0, threshold=1.0, std_m
     if contrast:
         if std_mode == 'global_factor':
             limit = threshold * overall_std(smoothed[kept], std_estimate)
+        elif std_mode == 'otsu':
+            limit = otsu_log_threshold(deviation[kept])
         else:
             limit = _percentile(deviation[kept], 100.0 - std_percentile)
         std_mask = deviation > limit
@@ -415,6 +473,25 @@ def statistics_mask_binned(volume, side=4, percentile=50.0, threshold=1.0, std_m
     return max_mask, std_mask, mask
 
 
+def _unbinned_blocks(mask_binned, shape, isonet_odd_edge=False, slab=32):
+    """The full-size uint8 {0, 1} mask of :func:`unbin2`, ``2·slab`` planes at a time."""
+    odd_y, odd_x = shape[1] % 2 and isonet_odd_edge, shape[2] % 2 and isonet_odd_edge
+    for part in iter_slabs(mask_binned.shape[0], slab):
+        rows = mask_binned[part.write].astype(np.uint8).repeat(2, axis=2)[:, :, :shape[2]]
+        block = np.empty((min(2 * part.write.stop, shape[0]) - 2 * part.write.start,) + tuple(shape[1:]), np.uint8)
+        for z in (0, 1):  # full-size plane 2i + z and row 2j + y repeat binned plane i, row j
+            for y in (0, 1):
+                planes = block[z::2, y::2]
+                planes[...] = rows[:len(planes), :planes.shape[1]]
+        if odd_y:
+            block[:, -1] = 0
+        if odd_x:
+            block[:, :, -1] = 0
+        if isonet_odd_edge and shape[0] % 2 and 2 * part.write.stop > shape[0]:
+            block[-1] = 0
+        yield block
+
+
 def unbin2(mask_binned, shape, isonet_odd_edge=False, slab=32):
     """Replicate each binned voxel into its 2×2×2 block of a full-size uint8 {0, 1} mask.
 
@@ -422,21 +499,20 @@ def unbin2(mask_binned, shape, isonet_odd_edge=False, slab=32):
     as IsoNet does.
     """
     out = np.empty(shape, np.uint8)
-    for part in iter_slabs(mask_binned.shape[0], slab):
-        rows = mask_binned[part.write].astype(np.uint8).repeat(2, axis=2)[:, :, :shape[2]]
-        target = out[2 * part.write.start:2 * part.write.stop]
-        for z in (0, 1):  # full-size plane 2i + z and row 2j + y repeat binned plane i, row j
-            for y in (0, 1):
-                planes = target[z::2, y::2]
-                planes[...] = rows[:len(planes), :planes.shape[1]]
-    if isonet_odd_edge:
-        for axis, length in enumerate(shape):
-            if length % 2:
-                out[(slice(None),) * axis + (length - 1,)] = 0
+    start = 0
+    for block in _unbinned_blocks(mask_binned, shape, isonet_odd_edge, slab):
+        out[start:start + len(block)] = block
+        start += len(block)
     return out
 
 
-def statistics_mask(volume, side=4, percentile=50.0, threshold=1.0, std_mode='global_factor',
+def _block_weights(shape):
+    """Per axis, the full-size voxels each binned position stands for: 2, and 1 for the last position
+    of an odd axis (its edge-replicated plane)."""
+    return tuple(np.where(np.arange((n + 1) // 2) < n // 2, 2.0, 1.0) for n in shape)
+
+
+def statistics_mask(volume, side=4, percentile=50.0, threshold=1.0, std_mode='otsu',
                     std_percentile=50.0, z_crop=0.0, z_crop_mode='isonet1', percentiles_in_crop=False,
                     std_estimate='robust', isonet_odd_edge=False, slab=32):
     """Full-size uint8 {0, 1} statistics mask of ``volume`` [z, y, x] (see :func:`statistics_mask_binned`)."""
@@ -446,6 +522,27 @@ def statistics_mask(volume, side=4, percentile=50.0, threshold=1.0, std_mode='gl
 
 
 # ------------------------------------------------------------------------------------------ entry points
+def _cleans_up_binned(method, postprocess):
+    """Whether the clean-up of a statistics mask can run on its binned grid, where it is exact: region
+    sizes weighted by the voxels each binned voxel stands for, and 26-connected regions and 6-connected
+    holes of replicated 2×2×2 blocks are those of the binned voxels. Openings and growth are not."""
+    return method == 'statistics' and (postprocess is None or (not postprocess.get('open_radius')
+                                                               and not postprocess.get('grow')))
+
+
+def _statistics_binned(volume, statistics, postprocess, slab):
+    """The binned statistics mask, cleaned up on the binned grid (see :func:`_cleans_up_binned`)."""
+    settings = dict(statistics or {})
+    settings.pop('isonet_odd_edge', None)
+    *_, mask = statistics_mask_binned(volume, slab=slab, **settings)
+    if postprocess is not None:
+        from .morphology import postprocess_mask
+
+        logger.info("post-processing the mask on the binned grid")
+        mask = postprocess_mask(mask, **postprocess, voxel_weights=_block_weights(volume.shape)).view(bool)
+    return mask
+
+
 def make_mask(volume, method='statistics', statistics=None, texture=None, postprocess=None, slab=32):
     """uint8 {0, 1} mask of ``volume`` [z, y, x] (may be a memmap).
 
@@ -457,6 +554,9 @@ def make_mask(volume, method='statistics', statistics=None, texture=None, postpr
     if method not in METHODS:
         raise CryoSegInputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     check_volume_shape(volume.shape)
+    if _cleans_up_binned(method, postprocess):
+        odd_edge = (statistics or {}).get('isonet_odd_edge', False)
+        return unbin2(_statistics_binned(volume, statistics, postprocess, slab), volume.shape, odd_edge, slab)
     mask = None
     if method in ('statistics', 'both'):
         mask = statistics_mask(volume, slab=slab, **(statistics or {}))
@@ -507,19 +607,35 @@ def mask_file_name(tomogram_path):
 
 def make_mask_file(in_path, out_path, method='statistics', statistics=None, texture=None, postprocess=None,
                    slab=32):
-    """Mask the tomogram ``in_path`` (read through a memory map) and write a uint8 {0, 1} MRC to
-    ``out_path`` (MRC mode 0, 8-bit) with the input's voxel size and origin. Returns the fraction of voxels
-    kept.
+    """Mask the tomogram ``in_path`` and write a uint8 {0, 1} MRC to ``out_path`` (MRC mode 0, 8-bit)
+    with the input's voxel size and origin. Returns the fraction of voxels kept.
 
-    Input errors are raised as :class:`CryoSegInputError` naming the file; nothing is written then.
+    The tomogram is read plane by plane with ordinary reads (no page of it stays resident); a statistics
+    mask cleaned up on its binned grid is unbinned and written one slab at a time. Input errors are
+    raised as :class:`CryoSegInputError` naming the file; nothing is written then.
     """
-    with open_volume(in_path) as (data, info):
+    with open_volume(in_path, mapped=False) as (data, info):
         try:
-            mask = make_mask(data, method, statistics, texture, postprocess, slab)
+            if _cleans_up_binned(method, postprocess):
+                binned = _statistics_binned(data, statistics, postprocess, slab)
+            else:
+                mask = make_mask(data, method, statistics, texture, postprocess, slab)
         except CryoSegInputError as err:
             raise CryoSegInputError(f"{in_path}: {err}") from None
     # MRC mode 0 (8 bits): mrcfile would widen uint8 to 16 bits; 0 and 1 read the same signed or not
-    write_volume(out_path, mask.view(np.int8), info.voxel_size, info.origin)
-    fraction = mask_fraction(mask)
+    if _cleans_up_binned(method, postprocess):
+        kept = [0]
+
+        def blocks():
+            odd_edge = (statistics or {}).get('isonet_odd_edge', False)
+            for block in _unbinned_blocks(binned, info.shape_zyx, odd_edge, slab):
+                kept[0] += np.count_nonzero(block)
+                yield block.view(np.int8)
+
+        write_volume_planes(out_path, info.shape_zyx, np.int8, blocks(), info.voxel_size, info.origin)
+        fraction = kept[0] / float(np.prod(info.shape_zyx))
+    else:
+        write_volume(out_path, mask.view(np.int8), info.voxel_size, info.origin)
+        fraction = mask_fraction(mask)
     logger.info("%s: mask keeps %.1f %% of the voxels", out_path, 100 * fraction)
     return fraction

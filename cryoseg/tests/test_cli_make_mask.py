@@ -32,7 +32,7 @@ def test_a_folder_gives_one_mask_per_tomogram(tomograms, tmp_path):
     mask, info = read_volume(tmp_path / 'masks' / 'cell_a_mask.mrc', dtype=None)
     assert mask.shape == (100, 64, 64) and set(np.unique(mask)) == {0, 1}
     assert info.voxel_size == (7.5, 7.5, 7.5) and info.origin == (1.0, 2.0, 3.0)
-    # at the default threshold the textured slab z 30-70 is kept whole and the empty margins are dropped
+    # with the default criterion the textured slab z 30-70 is kept whole and the empty margins are dropped
     # beyond the reach of the filter boxes (2·side binned voxels = 16 voxels), as is the z-cropped 10 %
     assert mask[30:70].all() and not mask[:30 - 16].any() and not mask[70 + 16:].any()
     assert f'the mask keeps {100 * mask.mean():.2f} %' in result.stdout

@@ -123,10 +123,10 @@ def test_percentile_mode_keeps_the_requested_fractions(noise, density, spread):
 
 
 def test_disabled_masks(noise):
-    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=100, threshold=0.5)
+    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=100, std_mode='global_factor', threshold=0.5)
     assert max_mask.all() and not std_mask.all()
     np.testing.assert_array_equal(mask, std_mask)
-    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=40, threshold=0)
+    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=40, std_mode='global_factor', threshold=0)
     assert std_mask.all() and not max_mask.all()
     np.testing.assert_array_equal(mask, max_mask)  # threshold 0 keeps everything the max mask keeps
     _, std_mask, _ = statmask.statistics_mask_binned(noise, side=2, std_mode='percentile', std_percentile=100)
@@ -147,7 +147,7 @@ def test_std_mask_excludes_the_empty_margins_of_a_cellular_slab():
     side = 4
     fractions = []
     for threshold in (0.25, 0.5, 1.0, 1.5):
-        _, _, mask = statmask.statistics_mask_binned(volume, side=side, percentile=100, threshold=threshold)
+        _, _, mask = statmask.statistics_mask_binned(volume, side=side, percentile=100, std_mode='global_factor', threshold=threshold)
         fractions.append(mask.mean())
         if threshold == 0.5:
             per_slice = mask.mean(axis=(1, 2))  # binned slab: z 15..35
@@ -181,7 +181,7 @@ def test_default_threshold_keeps_the_particles_and_drops_the_empty_margins_despi
     assert np.concatenate([mask[:low - reach].ravel(), mask[high + reach:].ravel()]).mean() < 0.03
     assert 0.3 < mask[low:high].mean() < 0.9
 
-    plain = statmask.statistics_mask(phantom.volume, std_estimate='plain')
+    plain = statmask.statistics_mask(phantom.volume, std_mode='global_factor', std_estimate='plain')
     assert plain[z, y, x].mean() < 0.8
 
 
@@ -190,7 +190,7 @@ def test_z_crop_removes_whole_binned_slices(mode, removed):
     volume = np.random.default_rng(4).standard_normal((106, 20, 20)).astype(np.float32)  # 53 binned slices
     f = 0.1
     assert removed == (int(f * 53) if mode == 'isonet1' else int(f / 2 * 53))
-    _, _, mask = statmask.statistics_mask_binned(volume, side=2, percentile=100, threshold=0, z_crop=f,
+    _, _, mask = statmask.statistics_mask_binned(volume, side=2, percentile=100, std_mode='global_factor', threshold=0, z_crop=f,
                                                  z_crop_mode=mode)
     empty = ~mask.any(axis=(1, 2))
     assert empty[:removed].all() and empty[53 - removed:].all() and not empty[removed:53 - removed].any()
@@ -224,7 +224,7 @@ def test_memory_beyond_the_mapped_input_stays_below_one_and_a_half_copies(tmp_pa
     write_volume(path, volume, 10.0)
     tracemalloc.start()
     with mrcfile.mmap(path, mode='r') as mrc:
-        statmask.statistics_mask(mrc.data, side=4, threshold=0.5, slab=8)
+        statmask.statistics_mask(mrc.data, side=4, std_mode='global_factor', threshold=0.5, slab=8)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1.5 * volume.nbytes
@@ -237,7 +237,7 @@ def test_mask_file_is_uint8_with_the_input_geometry(tmp_path):
     write_volume(source, volume, (8.5, 8.5, 8.5), origin=(12.0, -4.0, 3.5))
     target = tmp_path / 'masks' / statmask.mask_file_name(str(source))
     assert target.name == 'TS_07_mask.mrc'
-    fraction = statmask.make_mask_file(source, target, statistics=dict(side=3, percentile=100, threshold=0.5))
+    fraction = statmask.make_mask_file(source, target, statistics=dict(side=3, percentile=100, std_mode='global_factor', threshold=0.5))
     mask, info = read_volume(target, dtype=None)
     assert mask.dtype.itemsize == 1 and set(np.unique(mask)) == {0, 1}  # MRC mode 0
     assert mask.shape == volume.shape
@@ -311,7 +311,7 @@ def test_methods_combine_and_clean_up_as_documented():
     from cryoseg.core.texture import texture_mask
 
     volume = cellular_phantom(shape=(60, 64, 64), slab=(20, 40))
-    stats, texture = dict(side=2, percentile=100, threshold=0.5), dict(block_size=16)
+    stats, texture = dict(side=2, percentile=100, std_mode='global_factor', threshold=0.5), dict(block_size=16)
     by_statistics = statmask.make_mask(volume, 'statistics', statistics=stats)
     by_texture = statmask.make_mask(volume, 'texture', texture=texture)
     np.testing.assert_array_equal(by_texture, texture_mask(volume, **texture))
