@@ -9,8 +9,8 @@ it (cryoseg/tests/isonet_reference.py, run as a script). The commands:
 
 - ``default``: ``cryoseg make_mask IN OUT`` with default settings;
 - ``texture``: the same with ``--method texture`` (goal: within 2× the default's time and memory);
-- ``isonet settings``: ``cryoseg make_mask`` with IsoNet's settings and no clean-up, whose mask must equal
-  the reference's.
+- ``isonet settings``: ``cryoseg make_mask --isonet`` (IsoNet's settings, Gaussian binning, no clean-up),
+  whose mask must equal the reference's.
 
 The machine may be shared: each command runs ``--repeat`` times, interleaved, and the best wall time
 (other load only adds time) and the lowest peak are reported; ratios come from the same run. The ratios
@@ -27,8 +27,6 @@ import time
 
 REFERENCE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, 'cryoseg', 'tests',
                                 'isonet_reference.py')
-ISONET_SETTINGS = ['--side', '4', '--percentile', '50', '--std-mode', 'percentile', '--std-percentile', '50',
-                   '--no-cleanup']
 
 
 def measure(command):
@@ -57,7 +55,7 @@ def commands(tomogram, folder):
     return {
         'default': [cryoseg, 'make_mask', tomogram, out['default']],
         'texture': [cryoseg, 'make_mask', tomogram, out['texture'], '--method', 'texture'],
-        'isonet settings': [cryoseg, 'make_mask', tomogram, out['isonet settings'], *ISONET_SETTINGS],
+        'isonet settings': [cryoseg, 'make_mask', tomogram, out['isonet settings'], '--isonet'],
         'reference': [sys.executable, REFERENCE_SCRIPT, tomogram, os.path.join(out['reference'], 'TS_01_mask.mrc')],
     }, out
 

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 # on a face, the dual rule (scipy's default for binary_fill_holes).
 FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 MAX_SLAB = 32  # planes handled at a time by the slab-wise steps
+MIN_REGION_SIZE = 250  # voxels: the default of the smallest region kept
 
 
 def _as_mask(mask):
@@ -135,7 +136,7 @@ def grow_mask(mask, distance, slab=None):
     return result
 
 
-def postprocess_mask(mask, min_region_size=250, open_radius=0, keep_largest=False, fill_holes=True,
+def postprocess_mask(mask, min_region_size=MIN_REGION_SIZE, open_radius=0, keep_largest=False, fill_holes=True,
                      grow=0, voxel_weights=None):
     """Clean a binary mask [z, y, x]; returns uint8 {0, 1} of the same shape.
 

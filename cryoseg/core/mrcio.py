@@ -171,16 +171,33 @@ def write_volume(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
     return path
 
 
-def _value_counts(block):
-    """``(values, counts)`` as float64 arrays for the header statistics of ``block``: by a histogram of
-    the 256 byte values for 8-bit data (a mask), else each voxel with count 1."""
-    if block.dtype.itemsize == 1:
-        counts = np.bincount(block.view(np.uint8).ravel(), minlength=256)
-        values = np.arange(256, dtype=np.uint8).view(block.dtype).astype(np.float64)
-        present = counts > 0
-        return values[present], counts[present].astype(np.float64)
-    values = block.ravel().astype(np.float64)
-    return values, np.ones_like(values)
+class _HeaderStatistics:
+    """Minimum, maximum, mean and rms of the voxels of the blocks added, without a float64 copy of a
+    block: a mask of 0 and 1 is counted, other data go in pieces of a million voxels."""
+    PIECE = 2 ** 20
+
+    def __init__(self):
+        self.count, self.low, self.high, self.total, self.squares = 0, np.inf, -np.inf, 0.0, 0.0
+
+    def add(self, block):
+        self.count += block.size
+        low, high = block.min(), block.max()
+        self.low, self.high = min(self.low, float(low)), max(self.high, float(high))
+        if 0 <= low and high <= 1:
+            ones = np.count_nonzero(block)
+            self.total += ones
+            self.squares += ones
+            return
+        flat = block.ravel()
+        for start in range(0, flat.size, self.PIECE):
+            values = flat[start:start + self.PIECE].astype(np.float64)
+            self.total += values.sum()
+            self.squares += values @ values
+
+    def result(self):
+        """``(dmin, dmax, dmean, rms)``."""
+        mean = self.total / self.count
+        return self.low, self.high, mean, np.sqrt(max(self.squares / self.count - mean ** 2, 0.0))
 
 
 def write_volume_planes(path, shape, dtype, blocks, voxel_size, origin=(0.0, 0.0, 0.0)):
@@ -199,25 +216,19 @@ def write_volume_planes(path, shape, dtype, blocks, voxel_size, origin=(0.0, 0.0
             mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
             header = mrc.header.copy()
             data_offset = mrc.header.nbytes + mrc.extended_header.nbytes
-        written, low, high, total, squares = 0, np.inf, -np.inf, 0.0, 0.0
+        written, statistics = 0, _HeaderStatistics()
         with open(tmp_path, 'r+b') as stream:
             stream.seek(data_offset)
             for block in blocks:
                 block = np.ascontiguousarray(block, dtype)
                 stream.write(memoryview(block).cast('B'))
                 written += len(block)
-                values, counts = _value_counts(block)
-                low, high = min(low, values.min()), max(high, values.max())
-                total += float(np.dot(counts, values))
-                squares += float(np.dot(counts, np.square(values)))
+                statistics.add(block)
             if written != shape[0]:
                 raise ValueError(f"{written} planes written for a volume of {shape[0]}")
-            count = float(np.prod(shape))
-            mean = total / count
             header.cella.z *= shape[0]  # the cell spans nz planes of the voxel size set above
             header.nz = header.mz = shape[0]
-            header.dmin, header.dmax, header.dmean = low, high, mean
-            header.rms = np.sqrt(max(squares / count - mean ** 2, 0.0))
+            header.dmin, header.dmax, header.dmean, header.rms = statistics.result()
             stream.seek(0)
             stream.write(header.tobytes())
         os.chmod(tmp_path, 0o644)

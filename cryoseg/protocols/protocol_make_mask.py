@@ -92,6 +92,12 @@ class ProtCryoSegMakeMask(MaskOutputMixin, ProtCryoSegPerTomogram):
         form.addParam('stdPercentile', params.FloatParam, default=50.0, validators=[params.Range(0.01, 100)],
                       condition=f'method != {TEXTURE} and stdMode == 1', label='Contrast percentile (%)',
                       help='Percentage of the volume kept by the contrast mask; 100 disables it.')
+        form.addParam('isonetBinning', params.BooleanParam, default=False, condition=f'method != {TEXTURE}',
+                      expertLevel=params.LEVEL_ADVANCED, label='IsoNet binning?',
+                      help='No: the tomogram is binned by 2 by block means. Yes: with a Gaussian anti-aliasing '
+                           'filter first, as IsoNet does (three times slower; after the smoothing the two '
+                           'differ little). Needed for exactly IsoNet\'s mask (with side 80 Å at 10 Å/px, '
+                           'density 50 % and contrast percentile 50 %, no clean-up).')
         form.addParam('zCrop', params.FloatParam, default=0.0, validators=[params.Range(0, 0.49)],
                       condition=f'method != {TEXTURE}', label='Z crop (fraction)',
                       help='Fraction of the slices removed at each end in z, whatever the data (e.g. 0.1 '
@@ -163,7 +169,8 @@ class ProtCryoSegMakeMask(MaskOutputMixin, ProtCryoSegPerTomogram):
                           percentile=self.percentile.get(), threshold=self.threshold.get(),
                           std_mode=STD_MODES[self.stdMode.get()], std_percentile=self.stdPercentile.get(),
                           z_crop=self.zCrop.get(), z_crop_mode=Z_CROP_MODES[self.zCropMode.get()],
-                          std_estimate='robust' if self.robustStd else 'plain')
+                          std_estimate='robust' if self.robustStd else 'plain',
+                          binning='gaussian' if self.isonetBinning else 'mean')
         texture = dict(block_size=max(2, int(round(self.blockSize.get() / sampling))),
                        texture_sigma=self.textureSigma.get() / sampling,
                        edge_sigma=self.edgeSigma.get() / sampling,

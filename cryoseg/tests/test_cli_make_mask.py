@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from cryoseg.core.mrcio import read_volume, write_volume
+from cryoseg.core.statmask import points_inside
+from cryoseg.tests.realdata import write_tomo9_mrc
 from cryoseg.tests.test_statmask import cellular_phantom
 
 
@@ -68,3 +70,15 @@ def test_an_empty_mask_is_warned_about(tomograms, tmp_path):
     assert result.returncode == 0, result.stderr
     assert 'the mask is empty' in result.stderr
     assert (tmp_path / 'cell_b_mask.mrc').exists()
+
+
+def test_defaults_on_the_real_tomogram(tmp_path):
+    """EMPIAR-11658 tomogram 9 (31.36 Å/voxel, 53 annotated ribosomes, specimen in about half of z), masked
+    as a new user would: every setting at its default. Measured: all 53 inside, 21 % of the volume (the
+    defaults before: 81 % inside at 16 %); IsoNet's settings: 92.5 % at 37 %."""
+    tomogram = write_tomo9_mrc(tmp_path / 'tomo9.mrc')
+    result = run_cli(tmp_path / 'tomo9.mrc', tmp_path / 'masks')
+    assert result.returncode == 0, result.stderr
+    mask = read_volume(tmp_path / 'masks' / 'tomo9_mask.mrc', dtype=None)[0]
+    assert points_inside(mask, tomogram.particles_zyx[:, ::-1]).mean() >= 0.98
+    assert 0.1 < mask.mean() <= 0.55

@@ -51,17 +51,20 @@ def cellular_phantom(seed=5, shape=(100, 128, 128), slab=(30, 70)):
 # ------------------------------------------------------------------------------------ filters
 def test_binning_equals_skimage_resize_for_even_shapes(noise):
     expected = resize(noise, np.array(noise.shape) // 2, anti_aliasing=True)
-    np.testing.assert_allclose(statmask.bin2(noise, slab=7), expected, atol=1e-6)
+    np.testing.assert_allclose(statmask.bin2(noise, slab=7, binning='gaussian'), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize('shape', [(9, 10, 11), (4, 5, 7), (3, 2, 6)])
-def test_binning_of_odd_and_short_shapes_replicates_the_edge(shape):
+@pytest.mark.parametrize('binning', statmask.BINNINGS)
+def test_binning_of_odd_and_short_shapes_replicates_the_edge(shape, binning):
     volume = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
-    smoothed = ndimage.gaussian_filter(volume.astype(np.float64), 0.5, mode='mirror')
+    smoothed = volume.astype(np.float64)
+    if binning == 'gaussian':
+        smoothed = ndimage.gaussian_filter(smoothed, 0.5, mode='mirror')
     padded = np.pad(smoothed, [(0, n % 2) for n in shape], mode='edge')
     z, y, x = (n // 2 for n in padded.shape)
     expected = padded.reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5))
-    binned = statmask.bin2(volume, slab=1)
+    binned = statmask.bin2(volume, slab=1, binning=binning)
     assert binned.shape == tuple((n + 1) // 2 for n in shape)
     np.testing.assert_allclose(binned, expected, atol=1e-6)
 
@@ -101,6 +104,8 @@ def test_slabs_give_the_whole_volume_result(noise, slab):
     binned = statmask.bin2(noise, slab=whole)
     smoothed = statmask.smooth(binned, side, slab=whole)
     np.testing.assert_array_equal(statmask.bin2(noise, slab=slab), binned)
+    np.testing.assert_array_equal(statmask.bin2(noise, slab=slab, binning='gaussian'),
+                                  statmask.bin2(noise, slab=whole, binning='gaussian'))
     np.testing.assert_array_equal(statmask.smooth(binned, side, slab=slab), smoothed)
     np.testing.assert_array_equal(statmask.local_max_of_negated(smoothed, side, slab=slab),
                                   statmask.local_max_of_negated(smoothed, side, slab=whole))
@@ -200,7 +205,7 @@ def test_isonet_compatible_options_match_a_direct_implementation():
     volume, _ = sparse_phantom(seed=7, shape=(40, 64, 80), count=8, radius=4)
     expected = isonet_mask(volume, side=3, density_percentage=40, std_percentage=60, z_crop=0.1)
     result = statmask.statistics_mask(volume, side=3, percentile=40, std_mode='percentile', std_percentile=60,
-                                      z_crop=0.1, slab=7)
+                                      z_crop=0.1, binning='gaussian', slab=7)
     assert result.dtype == np.uint8
     assert np.mean(result != expected) < 1e-3  # only threshold ties from float rounding may differ
     assert 0.1 < expected.mean() < 0.5
@@ -275,6 +280,7 @@ def test_non_finite_voxels_are_reported_with_their_position(noise, bad):
     (dict(z_crop=0.5), 'z_crop'),
     (dict(std_mode='relative'), 'std_mode'),
     (dict(std_estimate='mean'), 'std_estimate'),
+    (dict(binning='cubic'), 'binning'),
 ])
 def test_absurd_settings_get_a_clear_message(noise, settings, message):
     with pytest.raises(CryoSegInputError, match=message):
