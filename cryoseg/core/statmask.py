@@ -28,10 +28,10 @@ import os
 import numpy as np
 from scipy import ndimage
 
-from .checks import check_finite, check_not_constant, check_volume_shape, check_volume_values
+from .checks import check_finite, check_not_constant, check_volume_shape
 from .clustering import mad_gau
 from .errors import CryoSegInputError
-from .mrcio import open_volume, write_volume, write_volume_planes
+from .mrcio import open_volume, write_volume_planes
 from .slabs import iter_slabs
 
 logger = logging.getLogger(__name__)
@@ -575,19 +575,45 @@ def statistics_mask(volume, side=4, percentile=50.0, threshold=1.0, std_mode='ot
 
 
 # ------------------------------------------------------------------------------------------ entry points
-def _cleans_up_binned(method, postprocess):
-    """Whether the clean-up of a statistics mask can run on its binned grid, where it is exact: region
-    sizes weighted by the voxels each binned voxel stands for, and 26-connected regions and 6-connected
-    holes of replicated 2×2×2 blocks are those of the binned voxels. Openings and growth are not."""
-    return method == 'statistics' and (postprocess is None or (not postprocess.get('open_radius')
-                                                               and not postprocess.get('grow')))
+def _binned_cleanup(postprocess):
+    """The part of the clean-up that is exact on the binned grid (region sizes weighted by the voxels each
+    binned voxel stands for; 26-connected regions and 6-connected holes of replicated 2×2×2 blocks are
+    those of the binned voxels), and the rest (openings and growth) for the full-size mask, or None."""
+    if postprocess is None:
+        return None, None
+    binned = {key: value for key, value in postprocess.items() if key not in ('open_radius', 'grow')}
+    rest = {key: value for key, value in postprocess.items() if key in ('open_radius', 'grow') and value}
+    if rest:  # openings and growth run after the other steps: everything at full size
+        return None, postprocess
+    return binned, None
 
 
-def _statistics_binned(volume, statistics, postprocess, slab):
-    """The binned statistics mask, cleaned up on the binned grid (see :func:`_cleans_up_binned`)."""
-    settings = dict(statistics or {})
-    settings.pop('isonet_odd_edge', None)
-    *_, mask = statistics_mask_binned(volume, slab=slab, **settings)
+def _texture_settings_binned(texture):
+    """Texture-mask settings for the tomogram binned by 2: the lengths in voxels halve."""
+    texture = dict(texture or {})
+    texture['block_size'] = max(2, int(round(texture.get('block_size', 64) / 2)))
+    for name, default in (('texture_sigma', 1.0), ('edge_sigma', 0.5)):
+        texture[name] = texture.get(name, default) / 2.0
+    return texture
+
+
+def _mask_binned(volume, method, statistics, texture, postprocess, slab):
+    """The mask on the grid binned by 2 (boolean), cleaned up there when ``postprocess`` is given.
+
+    The texture mask is computed on the tomogram binned by 2 with block means, its lengths halved: at
+    the scales it measures (a variance window of hundreds of Å) binning changes nothing but its cost.
+    """
+    mask = None
+    if method in ('statistics', 'both'):
+        settings = dict(statistics or {})
+        settings.pop('isonet_odd_edge', None)
+        *_, mask = statistics_mask_binned(volume, slab=slab, **settings)
+    if method in ('texture', 'both'):
+        from .texture import texture_mask
+
+        logger.info("texture mask on the tomogram binned by 2")
+        textured = texture_mask(bin2(volume, slab), slab=slab, **_texture_settings_binned(texture)).view(bool)
+        mask = textured if mask is None else np.logical_and(mask, textured, out=mask)
     if postprocess is not None:
         from .morphology import MIN_REGION_SIZE, postprocess_mask
 
@@ -602,37 +628,33 @@ def _statistics_binned(volume, statistics, postprocess, slab):
     return mask
 
 
-def make_mask(volume, method='statistics', statistics=None, texture=None, postprocess=None, slab=32):
-    """uint8 {0, 1} mask of ``volume`` [z, y, x] (may be a memmap).
-
-    ``method``: 'statistics', 'texture' or 'both' (intersection). ``statistics``, ``texture`` and
-    ``postprocess`` are keyword dictionaries for :func:`statistics_mask`,
-    :func:`cryoseg.core.texture.texture_mask` and :func:`cryoseg.core.morphology.postprocess_mask`;
-    ``postprocess=None`` skips the clean-up.
-    """
+def _mask_blocks(volume, method, statistics, texture, postprocess, slab):
+    """The full-size uint8 mask as consecutive blocks of z-planes: made on the binned grid, cleaned up
+    there as far as that is exact (:func:`_binned_cleanup`), unbinned slab by slab; a clean-up with
+    openings or growth runs on the whole full-size mask."""
     if method not in METHODS:
         raise CryoSegInputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     check_volume_shape(volume.shape)
-    if _cleans_up_binned(method, postprocess):
-        odd_edge = (statistics or {}).get('isonet_odd_edge', False)
-        return unbin2(_statistics_binned(volume, statistics, postprocess, slab), volume.shape, odd_edge, slab)
-    mask = None
-    if method in ('statistics', 'both'):
-        mask = statistics_mask(volume, slab=slab, **(statistics or {}))
-    if method in ('texture', 'both'):
-        from .texture import texture_mask
+    binned_cleanup, full_cleanup = _binned_cleanup(postprocess)
+    binned = _mask_binned(volume, method, statistics, texture, binned_cleanup, slab)
+    blocks = _unbinned_blocks(binned, volume.shape, (statistics or {}).get('isonet_odd_edge', False), slab)
+    if full_cleanup is None:
+        return blocks
+    from .morphology import postprocess_mask
 
-        if mask is None:  # the statistics path has already checked the values while binning
-            check_volume_values(volume, 2 * slab)
-        logger.info("texture mask")
-        textured = texture_mask(volume, slab=slab, **(texture or {}))
-        mask = textured if mask is None else np.minimum(mask, textured, out=mask)
-    if postprocess is not None:
-        from .morphology import postprocess_mask
+    logger.info("post-processing the full-size mask")
+    return iter([postprocess_mask(np.concatenate(list(blocks)), **full_cleanup)])
 
-        logger.info("post-processing the mask")
-        mask = postprocess_mask(mask, **postprocess)
-    return mask.astype(np.uint8, copy=False)
+
+def make_mask(volume, method='statistics', statistics=None, texture=None, postprocess=None, slab=32):
+    """uint8 {0, 1} mask of ``volume`` [z, y, x] (a memmap or plane reader too).
+
+    ``method``: 'statistics', 'texture' or 'both' (intersection). ``statistics``, ``texture`` and
+    ``postprocess`` are keyword dictionaries for :func:`statistics_mask`,
+    :func:`cryoseg.core.texture.texture_mask` (applied to the tomogram binned by 2, lengths halved) and
+    :func:`cryoseg.core.morphology.postprocess_mask`; ``postprocess=None`` skips the clean-up.
+    """
+    return np.concatenate(list(_mask_blocks(volume, method, statistics, texture, postprocess, slab)))
 
 
 def mask_fraction(mask):
@@ -669,32 +691,23 @@ def make_mask_file(in_path, out_path, method='statistics', statistics=None, text
     """Mask the tomogram ``in_path`` and write a uint8 {0, 1} MRC to ``out_path`` (MRC mode 0, 8-bit)
     with the input's voxel size and origin. Returns the fraction of voxels kept.
 
-    The tomogram is read plane by plane with ordinary reads (no page of it stays resident); a statistics
-    mask cleaned up on its binned grid is unbinned and written one slab at a time. Input errors are
+    The tomogram is read plane by plane with ordinary reads (no page of it stays resident); the mask,
+    made and cleaned up on the binned grid, is unbinned and written one slab at a time. Input errors are
     raised as :class:`CryoSegInputError` naming the file; nothing is written then.
     """
     with open_volume(in_path, mapped=False) as (data, info):
         try:
-            if _cleans_up_binned(method, postprocess):
-                binned = _statistics_binned(data, statistics, postprocess, slab)
-            else:
-                mask = make_mask(data, method, statistics, texture, postprocess, slab)
+            blocks = _mask_blocks(data, method, statistics, texture, postprocess, slab)
         except CryoSegInputError as err:
             raise CryoSegInputError(f"{in_path}: {err}") from None
-    # MRC mode 0 (8 bits): mrcfile would widen uint8 to 16 bits; 0 and 1 read the same signed or not
-    if _cleans_up_binned(method, postprocess):
-        kept = [0]
+    kept = [0]
 
-        def blocks():
-            odd_edge = (statistics or {}).get('isonet_odd_edge', False)
-            for block in _unbinned_blocks(binned, info.shape_zyx, odd_edge, slab):
-                kept[0] += np.count_nonzero(block)
-                yield block.view(np.int8)
+    def counted():  # MRC mode 0 (8 bits): mrcfile would widen uint8 to 16 bits; 0 and 1 read the same signed
+        for block in blocks:
+            kept[0] += np.count_nonzero(block)
+            yield block.view(np.int8)
 
-        write_volume_planes(out_path, info.shape_zyx, np.int8, blocks(), info.voxel_size, info.origin)
-        fraction = kept[0] / float(np.prod(info.shape_zyx))
-    else:
-        write_volume(out_path, mask.view(np.int8), info.voxel_size, info.origin)
-        fraction = mask_fraction(mask)
+    write_volume_planes(out_path, info.shape_zyx, np.int8, counted(), info.voxel_size, info.origin)
+    fraction = kept[0] / float(np.prod(info.shape_zyx))
     logger.info("%s: mask keeps %.1f %% of the voxels", out_path, 100 * fraction)
     return fraction

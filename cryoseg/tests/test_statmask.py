@@ -8,6 +8,7 @@ from scipy import ndimage
 from skimage.transform import resize
 
 from cryoseg.core import statmask
+from cryoseg.core.checks import check_volume_values
 from cryoseg.core.errors import CryoSegInputError
 from cryoseg.core.mrcio import read_volume, write_volume
 from cryoseg.core.phantom import make_phantom, phantom_config
@@ -268,7 +269,7 @@ def test_non_finite_voxels_are_reported_with_their_position(noise, bad):
     with pytest.raises(CryoSegInputError, match='NaN or infinite.*x=5, y=4, z=33'):
         statmask.statistics_mask(volume, slab=4)
     with pytest.raises(CryoSegInputError, match='NaN or infinite'):
-        statmask.check_volume_values(volume, slab=4)
+        check_volume_values(volume, slab=4)
 
 
 @pytest.mark.parametrize('settings, message', [
@@ -320,7 +321,9 @@ def test_methods_combine_and_clean_up_as_documented():
     stats, texture = dict(side=2, percentile=100, std_mode='global_factor', threshold=0.5), dict(block_size=16)
     by_statistics = statmask.make_mask(volume, 'statistics', statistics=stats)
     by_texture = statmask.make_mask(volume, 'texture', texture=texture)
-    np.testing.assert_array_equal(by_texture, texture_mask(volume, **texture))
+    # the texture mask is made on the tomogram binned by 2 (block means), its lengths halved
+    np.testing.assert_array_equal(by_texture, statmask.unbin2(texture_mask(
+        statmask.bin2(volume), block_size=8, texture_sigma=0.5, edge_sigma=0.25), volume.shape))
     both = statmask.make_mask(volume, 'both', statistics=stats, texture=texture)
     np.testing.assert_array_equal(both, by_statistics & by_texture)
     assert both.dtype == np.uint8 and 0 < both.mean() < by_statistics.mean()
@@ -329,6 +332,24 @@ def test_methods_combine_and_clean_up_as_documented():
     volume[3, 3, 3] = np.nan
     with pytest.raises(CryoSegInputError, match='NaN'):
         statmask.make_mask(volume, 'texture', texture=texture)
+
+
+@pytest.mark.parametrize('shape', [(60, 64, 64), (61, 63, 65)])
+def test_clean_up_on_the_binned_grid_equals_the_full_size_clean_up(shape):
+    """Specks of every size and enclosed holes: removing regions below a size (counted in full-size
+    voxels, also for the half blocks of odd shapes) and filling holes on the binned grid give exactly
+    what the same clean-up of the unbinned mask gives."""
+    from cryoseg.core.morphology import postprocess_mask
+
+    volume = cellular_phantom(shape=shape, slab=(20, 40))
+    volume += ndimage.gaussian_filter(np.random.default_rng(3).standard_normal(shape), 1.5).astype(np.float32)
+    stats = dict(side=1, percentile=100, std_mode='global_factor', threshold=0.8)
+    raw = statmask.make_mask(volume, 'statistics', statistics=stats)
+    for cleanup in (dict(min_region_size=60), dict(min_region_size=61, keep_largest=True)):
+        expected = postprocess_mask(raw, **cleanup)
+        assert 0 < np.count_nonzero(expected != raw)  # the clean-up changes something
+        np.testing.assert_array_equal(statmask.make_mask(volume, 'statistics', statistics=stats,
+                                                         postprocess=cleanup), expected)
 
 
 def test_points_inside_a_mask():
