@@ -8,7 +8,8 @@ reference is IsoNet's make_mask with its defaults (side 4, density 50 %, std 50 
 it (cryoseg/tests/isonet_reference.py, run as a script). The commands:
 
 - ``default``: ``cryoseg make_mask IN OUT`` with default settings;
-- ``texture``: the same with ``--method texture`` (goal: within 2× the default's time and memory);
+- ``texture``: the same with ``--method texture`` (goal: within 2× the default's time and memory; it is
+  made on the tomogram binned by 2);
 - ``isonet settings``: ``cryoseg make_mask --isonet`` (IsoNet's settings, Gaussian binning, no clean-up),
   whose mask must equal the reference's.
 

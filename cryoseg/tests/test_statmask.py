@@ -173,8 +173,9 @@ def test_robust_overall_std_is_the_std_of_gaussian_data_and_ignores_a_few_extrem
 
 def test_default_threshold_keeps_the_particles_and_drops_the_empty_margins_despite_gold():
     """The default phantom carries gold beads, contamination and vesicles; its ice slab lies between
-    empty margins in z. Threshold 1 of the robust overall std keeps every particle; of the plain std
-    (IsoNet's rule) it drops about a third of them."""
+    empty margins in z. The default std criterion (Otsu's split of log local std) keeps every particle
+    and drops the margins; threshold 1 of the plain overall std (IsoNet's documented rule) drops about a
+    third of the particles."""
     phantom = make_phantom(phantom_config('small', seed=1))
     assert phantom.truth.gold
     x, y, z = np.round([p['centre'] for p in phantom.truth.particles]).astype(int).T
