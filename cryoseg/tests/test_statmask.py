@@ -118,6 +118,20 @@ def test_slabs_give_the_whole_volume_result(noise, slab):
             statmask.statistics_mask(noise, side=side, std_mode=std_mode, slab=whole))
 
 
+@pytest.mark.parametrize('slab', [2, 5, 64])  # slabs thinner and thicker than the filters' reach
+def test_filters_in_place_equal_the_filters_into_a_new_array(noise, slab):
+    side = 3
+    binned = statmask.bin2(noise)
+    smoothed = statmask.smooth(binned, side)
+    np.testing.assert_array_equal(statmask.smooth(binned.copy(), side, slab, out=binned), smoothed)
+    np.testing.assert_array_equal(binned, smoothed)
+    maximum, deviation = statmask._local_filters(smoothed.copy(), side, slab)
+    filtered, in_place = statmask._local_filters(smoothed, side, slab, in_place=True)
+    assert in_place is smoothed
+    np.testing.assert_array_equal(in_place, deviation)
+    np.testing.assert_array_equal(filtered, maximum)
+
+
 # ------------------------------------------------------------------------------------ mask rules
 @pytest.mark.parametrize('density, spread', [(30, 40), (70, 60), (50, 50)])
 def test_percentile_mode_keeps_the_requested_fractions(noise, density, spread):
