@@ -7,6 +7,7 @@ import pytest
 
 from cryoseg.core.mrcio import read_volume, write_volume
 from cryoseg.core.statmask import points_inside
+from cryoseg.tests.isonet_reference import isonet_mask
 from cryoseg.tests.realdata import write_tomo9_mrc
 from cryoseg.tests.test_statmask import cellular_phantom
 
@@ -82,3 +83,8 @@ def test_defaults_on_the_real_tomogram(tmp_path):
     mask = read_volume(tmp_path / 'masks' / 'tomo9_mask.mrc', dtype=None)[0]
     assert points_inside(mask, tomogram.particles_zyx[:, ::-1]).mean() >= 0.98
     assert 0.1 < mask.mean() <= 0.55
+    # IsoNet's make_mask is one option away
+    result = run_cli(tmp_path / 'tomo9.mrc', tmp_path / 'isonet', '--isonet')
+    assert result.returncode == 0, result.stderr
+    isonet = read_volume(tmp_path / 'isonet' / 'tomo9_mask.mrc', dtype=None)[0]
+    assert np.mean(isonet != isonet_mask(tomogram.volume)) < 1e-4
