@@ -224,8 +224,10 @@ def _mask_settings(args, voxel_size):
                       binning=given(args.binning, lambda: 'gaussian' if args.isonet else 'mean'),
                       threshold=given(args.threshold, lambda: 1.0), std_mode=std_mode,
                       std_percentile=given(args.std_percentile, lambda: 50.0), z_crop=args.z_crop,
-                      z_crop_mode=args.z_crop_mode, std_estimate=args.std_estimate) if args.method != 'texture' else None
-    texture = dict(block_size=given(args.block_size, lambda: max(2, int(round(DEFAULT_BLOCK_ANGSTROM / voxel_size)))),
+                      z_crop_mode=args.z_crop_mode,
+                      std_estimate=args.std_estimate) if args.method != 'texture' else None
+    texture = dict(block_size=given(args.block_size,
+                                    lambda: max(2, int(round(DEFAULT_BLOCK_ANGSTROM / voxel_size)))),
                    texture_sigma=args.texture_sigma, edge_sigma=args.edge_sigma, use_dog=args.dog,
                    vote=args.texture_vote) if args.method != 'statistics' else None
     postprocess = dict(min_region_size=given(args.min_region_size,

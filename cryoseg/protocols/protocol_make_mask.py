@@ -120,7 +120,8 @@ class ProtCryoSegMakeMask(MaskOutputMixin, ProtCryoSegPerTomogram):
                            'and edge features respond to the noise as much as to the specimen: on the '
                            'sample tomograms the majority keeps about half of the particles and 13-15 % of '
                            'the empty ice, the local variance all particles and under 5 % of the empty ice.')
-        form.addParam('blockSize', params.FloatParam, default=DEFAULT_BLOCK_ANGSTROM, condition=f'method != {STATISTICS}',
+        form.addParam('blockSize', params.FloatParam, default=DEFAULT_BLOCK_ANGSTROM,
+                      condition=f'method != {STATISTICS}',
                       label='Variance window (Å)',
                       help='Side of the window in which the local variance is measured; a few times '
                            'the size of the structures that make up the specimen.')

@@ -143,10 +143,12 @@ def test_percentile_mode_keeps_the_requested_fractions(noise, density, spread):
 
 
 def test_disabled_masks(noise):
-    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=100, std_mode='global_factor', threshold=0.5)
+    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=100, std_mode='global_factor',
+                                                               threshold=0.5)
     assert max_mask.all() and not std_mask.all()
     np.testing.assert_array_equal(mask, std_mask)
-    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=40, std_mode='global_factor', threshold=0)
+    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=40, std_mode='global_factor',
+                                                               threshold=0)
     assert std_mask.all() and not max_mask.all()
     np.testing.assert_array_equal(mask, max_mask)  # threshold 0 keeps everything the max mask keeps
     _, std_mask, _ = statmask.statistics_mask_binned(noise, side=2, std_mode='percentile', std_percentile=100)
@@ -167,7 +169,8 @@ def test_std_mask_excludes_the_empty_margins_of_a_cellular_slab():
     side = 4
     fractions = []
     for threshold in (0.25, 0.5, 1.0, 1.5):
-        _, _, mask = statmask.statistics_mask_binned(volume, side=side, percentile=100, std_mode='global_factor', threshold=threshold)
+        _, _, mask = statmask.statistics_mask_binned(volume, side=side, percentile=100, std_mode='global_factor',
+                                                     threshold=threshold)
         fractions.append(mask.mean())
         if threshold == 0.5:
             per_slice = mask.mean(axis=(1, 2))  # binned slab: z 15..35
@@ -211,7 +214,8 @@ def test_z_crop_removes_whole_binned_slices(mode, removed):
     volume = np.random.default_rng(4).standard_normal((106, 20, 20)).astype(np.float32)  # 53 binned slices
     f = 0.1
     assert removed == (int(f * 53) if mode == 'isonet1' else int(f / 2 * 53))
-    _, _, mask = statmask.statistics_mask_binned(volume, side=2, percentile=100, std_mode='global_factor', threshold=0, z_crop=f,
+    _, _, mask = statmask.statistics_mask_binned(volume, side=2, percentile=100, std_mode='global_factor', threshold=0,
+                                                 z_crop=f,
                                                  z_crop_mode=mode)
     empty = ~mask.any(axis=(1, 2))
     assert empty[:removed].all() and empty[53 - removed:].all() and not empty[removed:53 - removed].any()
@@ -258,7 +262,8 @@ def test_mask_file_is_uint8_with_the_input_geometry(tmp_path):
     write_volume(source, volume, (8.5, 8.5, 8.5), origin=(12.0, -4.0, 3.5))
     target = tmp_path / 'masks' / statmask.mask_file_name(str(source))
     assert target.name == 'TS_07_mask.mrc'
-    fraction = statmask.make_mask_file(source, target, statistics=dict(side=3, percentile=100, std_mode='global_factor', threshold=0.5))
+    fraction = statmask.make_mask_file(source, target, statistics=dict(side=3, percentile=100, std_mode='global_factor',
+                                                                       threshold=0.5))
     mask, info = read_volume(target, dtype=None)
     assert mask.dtype.itemsize == 1 and set(np.unique(mask)) == {0, 1}  # MRC mode 0
     assert mask.shape == volume.shape
