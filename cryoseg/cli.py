@@ -8,7 +8,7 @@ import os
 import sys
 
 from .core.errors import CryoSegInputError
-from .core.statmask import METHODS, STD_ESTIMATES, STD_MODES, Z_CROP_MODES
+from .core.statmask import BINNINGS, METHODS, STD_ESTIMATES, STD_MODES, Z_CROP_MODES
 from .core.texture import VOTES
 
 
@@ -127,28 +127,41 @@ def _add_make_mask(subparsers):
                         help="'statistics' (IsoNet: dense material AND local contrast), 'texture' (vote of local "
                              "variance, orientation coherence and edges) or 'both' (intersection)")
     stats = parser.add_argument_group('statistics mask (IsoNet make_mask)')
-    stats.add_argument('--side', type=int, default=4,
+    stats.add_argument('--isonet', action='store_true',
+                       help="IsoNet's make_mask exactly: --side 4 --percentile 50 --std-mode percentile "
+                            "--std-percentile 50 --binning gaussian --no-cleanup (options given explicitly "
+                            "still apply)")
+    stats.add_argument('--side', type=int,
                        help='filter scale in voxels of the tomogram binned by 2, close to the particle size '
-                            '(Gaussian σ = side/2, boxes of 2·side+1); default 4')
-    stats.add_argument('--percentile', type=float, default=50.0,
-                       help='approximate %% of the volume with content (max-value mask); lower for sparse '
-                            'samples; 100 disables it; default 50')
-    stats.add_argument('--threshold', type=float, default=1.0,
-                       help='keep local std > threshold × overall std; smaller enlarges the mask; 0 disables '
-                            'it; default 1')
+                            '(Gaussian σ = side/2, boxes of 2·side+1; IsoNet: 4); default: 80 Å from the '
+                            'voxel size in the header (4 at 10 Å/voxel)')
+    stats.add_argument('--percentile', type=float,
+                       help='approximate %% of the volume with content (max-value mask): for sparse samples '
+                            '(IsoNet: 50, a virus 20); default 100 disables it, as IsoNet advises for cellular '
+                            'tomograms, whose large-scale contrast (gradients across a lamella) it follows')
+    stats.add_argument('--std-mode', choices=STD_MODES,
+                       help="'otsu' (default) splits the voxels into featureless and textured at Otsu's threshold "
+                            "of log(local std); 'global_factor' keeps local std > --threshold × overall std "
+                            "(IsoNet docs; the default once --threshold is given); 'percentile' keeps the "
+                            "--std-percentile %% most textured voxels (current IsoNet code; the default once "
+                            "--std-percentile is given)")
+    stats.add_argument('--threshold', type=float,
+                       help="'global_factor' mode: keep local std > threshold × overall std; smaller enlarges "
+                            "the mask; 0 disables it; default 1")
     stats.add_argument('--std-estimate', choices=STD_ESTIMATES, default='robust',
                        help="overall std of the smoothed tomogram: 'robust' (1.4826 × median absolute "
                             "deviation, unaffected by gold beads, carbon or contamination) or 'plain' (IsoNet)")
-    stats.add_argument('--std-mode', choices=STD_MODES, default='global_factor',
-                       help="'global_factor' uses --threshold (IsoNet docs); 'percentile' keeps the "
-                            "--std-percentile %% most textured voxels (current IsoNet code)")
-    stats.add_argument('--std-percentile', type=float, default=50.0, help="%% kept in 'percentile' mode")
+    stats.add_argument('--std-percentile', type=float, help="%% kept in 'percentile' mode; default 50")
     stats.add_argument('--z_crop', '--z-crop', dest='z_crop', type=float, default=0.0,
                        help='fraction of the slices removed at each end in z; default 0')
     stats.add_argument('--z-crop-mode', choices=Z_CROP_MODES, default='isonet1',
                        help="'isonet2' halves the fraction, as IsoNet 2 does")
+    stats.add_argument('--binning', choices=BINNINGS,
+                       help="binning by 2: 'mean' of 2x2x2 blocks (default) or 'gaussian' (IsoNet's anti-aliased "
+                            "resize, three times slower; the same after the smoothing but for rounding)")
     texture = parser.add_argument_group('texture mask')
-    texture.add_argument('--block-size', type=int, default=64, help='local variance window; default 64')
+    texture.add_argument('--block-size', type=int,
+                         help='local variance window in voxels; default: 640 Å from the voxel size (64 at 10 Å)')
     texture.add_argument('--texture-sigma', type=float, default=1.0, help='structure-tensor scale; default 1')
     texture.add_argument('--edge-sigma', type=float, default=0.5, help='gradient-magnitude scale; default 0.5')
     texture.add_argument('--dog', action='store_true', help='add the band-pass (DoG) energy vote')
@@ -156,10 +169,11 @@ def _add_make_mask(subparsers):
                          help="'variance': the local variance decides alone (cryo-ET: the orientation and edge "
                               "features follow the noise); 'majority': all features vote (Catena, FIB-SEM)")
     cleanup = parser.add_argument_group('clean-up (applied to the final mask)')
-    cleanup.add_argument('--no-cleanup', dest='cleanup', action='store_false',
+    cleanup.add_argument('--no-cleanup', dest='cleanup', action='store_false', default=None,
                          help="write the raw mask (IsoNet's output for --method statistics)")
-    cleanup.add_argument('--min-region-size', type=int, default=250,
-                         help='remove connected regions with fewer voxels; default 250')
+    cleanup.add_argument('--min-region-size', type=int,
+                         help='remove connected regions with fewer voxels; default: a ball of 80 Å diameter '
+                              'from the voxel size (268 voxels at 10 Å)')
     cleanup.add_argument('--no-fill-holes', dest='fill_holes', action='store_false',
                          help='do not fill background regions enclosed by the mask')
     cleanup.add_argument('--keep-largest', action='store_true', help='keep only the largest region')
@@ -183,23 +197,54 @@ def _tomogram_files(path):
     return files
 
 
+def _mask_settings(args, voxel_size):
+    """``make_mask_file`` keyword arguments for a tomogram of ``voxel_size`` Å: lengths left unset come
+    from the protocol's defaults in Å (IsoNet's with --isonet), and a --threshold or --std-percentile
+    picks its std mode."""
+    from .core.statmask import DEFAULT_BLOCK_ANGSTROM, DEFAULT_MIN_REGION_ANGSTROM, ball_voxels, default_side
+
+    def given(value, default):
+        """``value``, or ``default()`` when the option was not given (defaults may need the voxel size)."""
+        return default() if value is None else value
+
+    cleanup = given(args.cleanup, lambda: not args.isonet)
+    needed = [option for option, value, used in (
+        ('--side', args.side, args.method != 'texture' and not args.isonet),
+        ('--block-size', args.block_size, args.method != 'statistics'),
+        ('--min-region-size', args.min_region_size, cleanup)) if used and value is None]
+    if needed and not voxel_size > 0:
+        raise CryoSegInputError(f"the header gives no voxel size ({voxel_size}), from which the default lengths "
+                                f"come: set it, or give {', '.join(needed)}")
+    std_mode = args.std_mode or ('global_factor' if args.threshold is not None else
+                                 'percentile' if args.std_percentile is not None or args.isonet else 'otsu')
+    statistics = dict(side=given(args.side, lambda: 4 if args.isonet else default_side(voxel_size)),
+                      percentile=given(args.percentile, lambda: 50.0 if args.isonet else 100.0),
+                      binning=given(args.binning, lambda: 'gaussian' if args.isonet else 'mean'),
+                      threshold=given(args.threshold, lambda: 1.0), std_mode=std_mode,
+                      std_percentile=given(args.std_percentile, lambda: 50.0), z_crop=args.z_crop,
+                      z_crop_mode=args.z_crop_mode,
+                      std_estimate=args.std_estimate) if args.method != 'texture' else None
+    texture = dict(block_size=given(args.block_size,
+                                    lambda: max(2, int(round(DEFAULT_BLOCK_ANGSTROM / voxel_size)))),
+                   texture_sigma=args.texture_sigma, edge_sigma=args.edge_sigma, use_dog=args.dog,
+                   vote=args.texture_vote) if args.method != 'statistics' else None
+    postprocess = dict(min_region_size=given(args.min_region_size,
+                                             lambda: ball_voxels(DEFAULT_MIN_REGION_ANGSTROM, voxel_size)),
+                       open_radius=args.open_radius, keep_largest=args.keep_largest,
+                       fill_holes=args.fill_holes, grow=args.grow) if cleanup else None
+    return dict(method=args.method, statistics=statistics, texture=texture, postprocess=postprocess)
+
+
 def _run_make_mask(args):
+    from .core.mrcio import read_info
     from .core.statmask import make_mask_file, mask_file_name, mask_warnings
 
-    statistics = dict(side=args.side, percentile=args.percentile, threshold=args.threshold,
-                      std_mode=args.std_mode, std_percentile=args.std_percentile, z_crop=args.z_crop,
-                      z_crop_mode=args.z_crop_mode, std_estimate=args.std_estimate)
-    texture = dict(block_size=args.block_size, texture_sigma=args.texture_sigma, edge_sigma=args.edge_sigma,
-                   use_dog=args.dog, vote=args.texture_vote)
-    postprocess = dict(min_region_size=args.min_region_size, open_radius=args.open_radius,
-                       keep_largest=args.keep_largest, fill_holes=args.fill_holes,
-                       grow=args.grow) if args.cleanup else None
     failures = []
     for path in _tomogram_files(args.input):
         target = os.path.join(args.output, mask_file_name(path))
         try:
-            fraction = make_mask_file(path, target, args.method, statistics if args.method != 'texture' else None,
-                                      texture if args.method != 'statistics' else None, postprocess, args.slab)
+            settings = _mask_settings(args, read_info(path).voxel_size[0])
+            fraction = make_mask_file(path, target, slab=args.slab, **settings)
         except CryoSegInputError as err:
             failures.append(str(err))
             print(f"error: {err}", file=sys.stderr)

@@ -10,7 +10,6 @@ import numbers
 
 import numpy as np
 from scipy import ndimage
-from skimage import morphology
 
 from .errors import CryoSegInputError
 from .slabs import iter_slabs
@@ -21,6 +20,7 @@ log = logging.getLogger(__name__)
 # on a face, the dual rule (scipy's default for binary_fill_holes).
 FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 MAX_SLAB = 32  # planes handled at a time by the slab-wise steps
+MIN_REGION_SIZE = 250  # voxels: the default of the smallest region kept
 
 
 def _as_mask(mask):
@@ -37,16 +37,21 @@ def _whole_number(name, value, minimum=0):
     return int(value)
 
 
-def _components(mask):
-    """26-connected components: int32 labels, and the voxel count of each label (index 0: background).
+def _components(mask, voxel_weights=None):
+    """26-connected components: int32 labels, and the voxel count of each label (index 0: background),
+    each voxel counting ``wz[z]·wy[y]·wx[x]`` when ``voxel_weights = (wz, wy, wx)`` is given.
 
     Counting and look-ups go plane-block by plane-block: numpy would otherwise widen the whole label
     volume to int64 for them.
     """
     labels, count = ndimage.label(mask, structure=FULL_CONNECTIVITY, output=np.int32)
     sizes = np.zeros(count + 1, dtype=np.int64)
+    if voxel_weights is not None:
+        depth_weights, plane_weights = voxel_weights[0], np.outer(*voxel_weights[1:])
     for part in iter_slabs(len(labels), MAX_SLAB):
-        sizes += np.bincount(labels[part.write].ravel(), minlength=count + 1)
+        weights = None if voxel_weights is None else \
+            (depth_weights[part.write, None, None] * plane_weights).ravel()
+        sizes += np.rint(np.bincount(labels[part.write].ravel(), weights, minlength=count + 1)).astype(np.int64)
     return labels, sizes
 
 
@@ -58,11 +63,11 @@ def _select_components(labels, selected):
     return result
 
 
-def remove_small_components(mask, min_size):
-    """Drop 26-connected components of fewer than ``min_size`` voxels."""
+def remove_small_components(mask, min_size, voxel_weights=None):
+    """Drop 26-connected components of fewer than ``min_size`` voxels (weighted as in :func:`_components`)."""
     if min_size <= 1:
         return mask
-    labels, sizes = _components(mask)
+    labels, sizes = _components(mask, voxel_weights)
     large = sizes >= min_size
     large[0] = False
     return _select_components(labels, large)
@@ -73,13 +78,15 @@ def open_slices(mask, radius):
     the disk. The outside of the slice counts as foreground, so regions touching an edge are not cut."""
     if radius <= 0:
         return mask
+    from skimage import morphology  # imported here: it costs a quarter of a second at start-up
+
     disk = morphology.disk(radius)
     return np.stack([morphology.binary_opening(plane, disk) for plane in mask])
 
 
-def keep_largest_component(mask):
+def keep_largest_component(mask, voxel_weights=None):
     """Only the largest 26-connected component (the first one on ties); an empty mask stays empty."""
-    labels, sizes = _components(mask)
+    labels, sizes = _components(mask, voxel_weights)
     if len(sizes) <= 2:
         return mask
     sizes[0] = 0
@@ -87,8 +94,18 @@ def keep_largest_component(mask):
 
 
 def fill_enclosed_holes(mask):
-    """Fill background regions that touch no face of the volume."""
-    return ndimage.binary_fill_holes(mask)
+    """Fill background regions (6-connected) that touch no face of the volume, as
+    ``scipy.ndimage.binary_fill_holes`` does, by one labelling of the background instead of repeated
+    dilations from the faces."""
+    labels, count = ndimage.label(~mask, output=np.int32)
+    if count == 0:
+        return mask
+    open_to_a_face = np.zeros(count + 1, dtype=bool)
+    for axis in range(labels.ndim):
+        for end in (0, -1):
+            open_to_a_face[np.take(labels, end, axis=axis)] = True
+    open_to_a_face[0] = False  # label 0: the mask itself
+    return ~_select_components(labels, open_to_a_face)
 
 
 def grow_mask(mask, distance, slab=None):
@@ -119,8 +136,8 @@ def grow_mask(mask, distance, slab=None):
     return result
 
 
-def postprocess_mask(mask, min_region_size=250, open_radius=0, keep_largest=False, fill_holes=True,
-                     grow=0):
+def postprocess_mask(mask, min_region_size=MIN_REGION_SIZE, open_radius=0, keep_largest=False, fill_holes=True,
+                     grow=0, voxel_weights=None):
     """Clean a binary mask [z, y, x]; returns uint8 {0, 1} of the same shape.
 
     ``min_region_size``: remove 26-connected components with fewer voxels (0 or 1: off).
@@ -128,6 +145,8 @@ def postprocess_mask(mask, min_region_size=250, open_radius=0, keep_largest=Fals
     ``keep_largest``: keep only the largest component.
     ``fill_holes``: fill background regions enclosed by the mask (not touching a face).
     ``grow``: grow (> 0) or erode (< 0) by this many voxels (Euclidean; may be fractional).
+    ``voxel_weights``: ``(wz, wy, wx)``, each voxel of ``mask`` stands for ``wz[z]·wy[y]·wx[x]`` voxels of
+    a finer grid in the region sizes (a binned mask cleaned as its unbinned copy would be).
     """
     mask = _as_mask(mask)
     min_region_size = _whole_number('Minimum region size', min_region_size)
@@ -138,10 +157,10 @@ def postprocess_mask(mask, min_region_size=250, open_radius=0, keep_largest=Fals
         raise CryoSegInputError(f'Grow distance {grow} voxels exceeds the mask size {mask.shape[::-1]} '
                                 f'(x, y, z); give it in voxels, not Å.')
 
-    mask = remove_small_components(mask, min_region_size)
+    mask = remove_small_components(mask, min_region_size, voxel_weights)
     mask = open_slices(mask, open_radius)
     if keep_largest:
-        mask = keep_largest_component(mask)
+        mask = keep_largest_component(mask, voxel_weights)
     if fill_holes:
         mask = fill_enclosed_holes(mask)
     mask = grow_mask(mask, grow)

@@ -10,32 +10,45 @@ the full-size uint8 result are held, and every local filter runs on z-slabs with
 reach, so the result does not depend on the slab size. Percentiles and the overall std come from the
 whole binned volume, never from a slab.
 
-The std mask's "threshold × overall std" rule (IsoNet's documentation) uses a robust overall std by
-default (:func:`overall_std`): the plain std is dominated by gold beads, carbon and contamination, and
-threshold 1 of it drops particles.
+By default the std mask splits the voxels into two classes, featureless and textured, at Otsu's threshold
+of the logarithm of the local std (:func:`otsu_log_threshold`): it assumes neither how much of the volume
+is specimen (IsoNet's code keeps a fixed percentage) nor a relation between the local std in a box and the
+std of the whole volume, which large-scale contrast (gradients across a lamella, ice thickness) inflates
+(IsoNet's documentation: local std > threshold × overall std; :func:`overall_std`).
+
+Files (:func:`make_mask_file`) are read plane by plane with ordinary reads and, when the clean-up can run
+on the binned grid (it is exact there: each binned voxel stands for its 2×2×2 block), the full-size mask
+is only ever built and written one slab at a time.
 """
 import functools
 import logging
+import numbers
 import os
 
 import numpy as np
 from scipy import ndimage
 
-from .checks import check_finite, check_not_constant, check_volume_shape, check_volume_values
+from .checks import check_finite, check_not_constant, check_volume_shape
 from .clustering import mad_gau
 from .errors import CryoSegInputError
-from .mrcio import open_volume, write_volume
+from .mrcio import open_volume, write_volume_planes
 from .slabs import iter_slabs
 
 logger = logging.getLogger(__name__)
 
-STD_MODES = ('global_factor', 'percentile')
+STD_MODES = ('global_factor', 'percentile', 'otsu')
 STD_ESTIMATES = ('robust', 'plain')
 Z_CROP_MODES = ('isonet1', 'isonet2')
 METHODS = ('statistics', 'texture', 'both')
+BINNINGS = ('mean', 'gaussian')  # block means, or IsoNet's anti-aliased resize
 DISABLED_ABOVE = 99.8  # IsoNet skips a percentile mask above this value
 LOW_FRACTION = 0.01  # warn when a mask keeps less than this fraction of the voxels
 _BIN_SIGMA = 0.5  # anti-aliasing Gaussian of skimage.transform.resize for a factor of 2
+OTSU_BINS = 1024
+OTSU_SAMPLES = 2 ** 21
+DEFAULT_SIDE_ANGSTROM = 80.0  # IsoNet's side 4 at 10 Å/voxel
+DEFAULT_MIN_REGION_ANGSTROM = 80.0  # the clean-up removes regions smaller than a ball of this diameter
+DEFAULT_BLOCK_ANGSTROM = 640.0  # window of the texture mask's local variance
 
 
 def _gaussian_reach(sigma):
@@ -58,6 +71,16 @@ def side_from_angstrom(side_angstrom, voxel_size):
             f"a filter side of {side_angstrom:g} Å is less than one binned voxel ({2 * voxel_size:g} Å at "
             f"{voxel_size:g} Å/voxel); use at least {2 * voxel_size:g} Å, ideally about the particle size")
     return side
+
+
+def default_side(voxel_size):
+    """The statistics filters' ``side`` (binned voxels) for :data:`DEFAULT_SIDE_ANGSTROM`, at least 1."""
+    return max(1, int(round(DEFAULT_SIDE_ANGSTROM / (2.0 * voxel_size))))
+
+
+def ball_voxels(diameter_angstrom, voxel_size):
+    """Voxels of a ball of this diameter (the smallest region the clean-up keeps)."""
+    return int(round(4.0 / 3.0 * np.pi * (diameter_angstrom / 2.0 / voxel_size) ** 3))
 
 
 def _check_statistics_settings(shape_binned, side, percentile, threshold, std_mode, std_percentile,
@@ -152,16 +175,40 @@ def _bin_axis(block, axis):
     return out
 
 
-def bin2(volume, slab=32, chunk=8):
-    """Bin by 2 as ``skimage.transform.resize(anti_aliasing=True)`` does for even sizes: Gaussian
-    σ = 0.5 (mirror borders) then 2×2×2 block means. Odd sizes are padded by one edge-replicated plane.
+def _mean_axis(block, axis):
+    """Mean of the plane pairs (2i, 2i+1) along ``axis``; for an odd length the last plane is kept (the
+    mean with its edge replica)."""
+    def along(index):
+        return (slice(None),) * axis + (index,)
 
-    ``volume`` (may be a memmap) is read ``chunk`` planes at a time and binned in y and x first, so the
-    full-size data pass through the cache once; each binned plane is then the weighted sum of its six
-    (y, x)-binned input planes, the same sum whatever the slab. Raises on NaN/Inf or constant data.
+    length = block.shape[axis]
+    out = np.empty(block.shape[:axis] + ((length + 1) // 2,) + block.shape[axis + 1:], np.float32)
+    pairs = out[along(slice(0, length // 2))]
+    np.add(block[along(slice(0, length - 1, 2))], block[along(slice(1, length, 2))], out=pairs)
+    pairs *= np.float32(0.5)
+    if length % 2:
+        out[along(-1)] = block[along(length - 1)]
+    return out
+
+
+def bin2(volume, slab=32, chunk=8, binning='mean'):
+    """Bin by 2: ``'mean'`` takes 2×2×2 block means; ``'gaussian'`` smooths first with a Gaussian of
+    σ = 0.5 (mirror borders), as ``skimage.transform.resize(anti_aliasing=True)`` (IsoNet) does for even
+    sizes. Odd sizes are padded by one edge-replicated plane. The statistics mask smooths the binned
+    volume with σ = side/2 ≥ 0.5 binned voxels afterwards, so the anti-aliasing only matters for
+    IsoNet's exact mask; the block means take a third of its time.
+
+    ``volume`` (a memmap or :class:`~cryoseg.core.mrcio.PlaneReader`) is read ``chunk`` planes at a
+    time and binned in y and x first, so the full-size data pass through the cache once; each binned
+    plane is then the weighted sum of its (y, x)-binned input planes, the same sum whatever the slab.
+    Raises on NaN/Inf or constant data.
     """
     check_volume_shape(volume.shape)
-    taps = _binning_taps(volume.shape[0])
+    if binning not in BINNINGS:
+        raise CryoSegInputError(f"binning must be one of {', '.join(BINNINGS)}, not {binning!r}")
+    gaussian = binning == 'gaussian'
+    taps = _binning_taps(volume.shape[0]) if gaussian else _pair_taps(volume.shape[0])
+    bin_axis = _bin_axis if gaussian else _mean_axis
     out = np.empty(binned_shape(volume.shape), np.float32)
     term = np.empty(out.shape[1:], np.float32)
     for part in iter_slabs(out.shape[0], slab, progress='statistics mask: binning by 2'):
@@ -170,8 +217,10 @@ def bin2(volume, slab=32, chunk=8):
         planes = np.empty((stop - first,) + out.shape[1:], np.float32)
         for start in range(first, stop, chunk):
             block = np.asarray(volume[start:min(start + chunk, stop)], dtype=np.float32)
-            check_finite(block, start)
-            planes[start - first:start - first + len(block)] = _bin_axis(_bin_axis(block, 1), 2)
+            binned = planes[start - first:start - first + len(block)]
+            binned[...] = bin_axis(bin_axis(block, 1), 2)
+            if not np.isfinite(binned).all():  # a NaN or Inf voxel spreads to its binned voxel
+                check_finite(block, start)
         for index in range(part.write.start, part.write.stop):
             (plane, weight), *others = taps[index]
             np.multiply(planes[plane - first], np.float32(weight), out=out[index])
@@ -179,6 +228,12 @@ def bin2(volume, slab=32, chunk=8):
                 out[index] += np.multiply(planes[plane - first], np.float32(weight), out=term)
     check_not_constant(float(out.min()), float(out.max()))
     return out
+
+
+def _pair_taps(length):
+    """``((input plane, weight), ...)`` of each binned plane for block means (see :func:`_mean_axis`)."""
+    return tuple(((2 * i, 0.5), (2 * i + 1, 0.5)) if 2 * i + 1 < length else ((2 * i, 1.0),)
+                 for i in range((length + 1) // 2))
 
 
 def _take(array, axis, start, count):
@@ -221,13 +276,31 @@ def _smooth_block(block, sigma, keep):
     return ndimage.gaussian_filter1d(smoothed, sigma, axis=2, mode='reflect', output=smoothed)
 
 
-def smooth(binned, side, slab=32):
-    """Gaussian of σ = side/2 (reflect borders), as IsoNet smooths the binned tomogram (scipy's kernel)."""
-    sigma = side / 2.0
-    out = np.empty(binned.shape, np.float32)
-    for part in iter_slabs(len(binned), slab, _gaussian_reach(sigma), progress='statistics mask: smoothing'):
-        out[part.write] = _smooth_block(binned[part.read], sigma, part.keep)
+def _slabwise(source, halo, slab, compute, out=None, progress=None):
+    """``out[part.write] = compute(source[part.read], part)`` over the z-slabs of ``source`` read with
+    ``halo`` planes. ``out`` may be ``source`` itself: the original values of the last ``halo`` planes
+    written are kept aside for the next slab's halo, so a filter replaces its input without a second
+    volume-sized array."""
+    out = np.empty(source.shape, np.float32) if out is None else out
+    in_place, saved = out is source, source[:0].copy()
+    for part in iter_slabs(len(source), slab, halo, progress=progress):
+        overwritten = part.write.start - part.read.start if in_place else 0
+        block = source[part.read]
+        if overwritten:
+            block = np.concatenate([saved[len(saved) - overwritten:], source[part.write.start:part.read.stop]])
+        result = compute(block, part)
+        if in_place and halo:
+            saved = np.concatenate([saved, source[part.write]])[-halo:]
+        out[part.write] = result
     return out
+
+
+def smooth(binned, side, slab=32, out=None):
+    """Gaussian of σ = side/2 (reflect borders), as IsoNet smooths the binned tomogram (scipy's kernel);
+    ``out=binned`` smooths in place."""
+    sigma = side / 2.0
+    return _slabwise(binned, _gaussian_reach(sigma), slab, lambda block, part: _smooth_block(block, sigma, part.keep),
+                     out, 'statistics mask: smoothing')
 
 
 def _combine_neighbours(block, axis, radius, combine, pad_mode, keep=slice(None)):
@@ -296,19 +369,20 @@ class _LocalStd:
         return np.sqrt(variance, out=variance)
 
 
-def _local_filters(smoothed, side, slab, density=True, contrast=True):
+def _local_filters(smoothed, side, slab, density=True, contrast=True, in_place=False):
     """``(max of −g, local std)`` of the smoothed volume, each None unless asked for; both come from one
-    pass over the same z-slabs (halo = side)."""
+    pass over the same z-slabs (halo = side). ``in_place``: the local std replaces ``smoothed``."""
     filtered = np.empty(smoothed.shape, np.float32) if density else None
-    deviation = np.empty(smoothed.shape, np.float32) if contrast else None
     block_std = _LocalStd(smoothed, side) if contrast else None
-    for part in iter_slabs(len(smoothed), slab, side, progress='statistics mask: density and contrast filters'):
-        block = smoothed[part.read]
+
+    def compute(block, part):
         if density:
             filtered[part.write] = _block_max_of_negated(block, side, part.keep)
-        if contrast:
-            deviation[part.write] = block_std(block, part)
-    return filtered, deviation
+        return block_std(block, part) if contrast else block[part.keep]
+
+    deviation = _slabwise(smoothed, side, slab, compute, smoothed if in_place or not contrast else None,
+                          'statistics mask: density and contrast filters')
+    return filtered, deviation if contrast else None
 
 
 def local_max_of_negated(smoothed, side, slab=32):
@@ -334,6 +408,40 @@ def overall_std(smoothed, estimate='robust'):
     if estimate == 'plain':
         return float(np.std(smoothed, dtype=np.float64))
     return mad_gau(smoothed)
+
+
+def otsu_log_threshold(deviation):
+    """Local std above which a voxel is textured: Otsu's threshold (the split of a histogram into two
+    classes with the largest between-class variance) of log(local std) over the voxels with any.
+
+    The empty parts of a tomogram (vacuum, ice, resin) hold noise alone, whose local std is low and
+    narrowly spread; the specimen's spreads over decades. On the logarithm the split does not depend on
+    the contrast scale, and a few very textured voxels (gold beads, carbon edges) do not drag it up.
+
+    References
+    ----------
+    N. Otsu, "A threshold selection method from gray-level histograms", IEEE Trans. Syst. Man Cybern.
+    9 (1979) 62–66.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> std = np.concatenate([rng.lognormal(np.log(0.2), 0.1, 1000), rng.lognormal(np.log(1.0), 0.3, 1000)])
+    >>> 0.25 < otsu_log_threshold(std) < 0.6
+    True
+    """
+    from .texture import otsu_from_histogram
+
+    sample = deviation.ravel()[::max(1, deviation.size // OTSU_SAMPLES)]  # a regular sample is plenty
+    positive = sample[sample > 0]
+    if positive.size == 0:
+        return 0.0
+    logs = np.log(positive)
+    low, high = float(logs.min()), float(logs.max())
+    if high <= low:
+        return float(np.nextafter(np.float32(positive[0]), np.float32(0)))  # one class: keep it
+    counts, edges = np.histogram(logs, OTSU_BINS, (low, high))
+    return float(np.exp(otsu_from_histogram(counts, edges)))
 
 
 def _percentile(values, q):
@@ -365,43 +473,46 @@ def z_crop_planes(depth_binned, z_crop, z_crop_mode='isonet1'):
     return int(fraction * depth_binned)
 
 
-def statistics_mask_binned(volume, side=4, percentile=50.0, threshold=1.0, std_mode='global_factor',
+def statistics_mask_binned(volume, side=4, percentile=50.0, threshold=1.0, std_mode='otsu',
                            std_percentile=50.0, z_crop=0.0, z_crop_mode='isonet1', percentiles_in_crop=False,
-                           std_estimate='robust', slab=32):
+                           std_estimate='robust', binning='mean', slab=32):
     """The statistics mask on the binned grid: ``(max_mask, std_mask, mask)`` boolean arrays.
 
     ``side`` is in binned voxels. ``percentile`` (% of the volume with content) sets the max-value mask,
-    disabled above 99.8. In ``global_factor`` mode the std mask keeps local std > ``threshold`` × the
-    overall std of the smoothed binned volume (0 disables it), estimated robustly by default or plainly
-    as IsoNet did (``std_estimate``, see :func:`overall_std`); in ``percentile`` mode it keeps the top
-    ``std_percentile`` % (disabled above 99.8). ``z_crop`` zeroes a fraction of the binned slices at each
-    end; percentiles and the overall std are global unless ``percentiles_in_crop``.
+    disabled above 99.8. In ``otsu`` mode (default) the std mask keeps the textured class of
+    :func:`otsu_log_threshold`. In ``global_factor`` mode it keeps local std > ``threshold`` × the
+    overall std of the smoothed binned volume (0 disables it), estimated robustly or plainly as IsoNet
+    did (``std_estimate``, see :func:`overall_std`); in ``percentile`` mode (IsoNet's code) it keeps the
+    top ``std_percentile`` % (disabled above 99.8). ``z_crop`` zeroes a fraction of the binned slices at each
+    end; percentiles and the overall std are global unless ``percentiles_in_crop``. ``binning``: see
+    :func:`bin2` ('gaussian' for IsoNet's mask).
     """
     check_volume_shape(volume.shape)
     _check_statistics_settings(binned_shape(volume.shape), side, percentile, threshold, std_mode,
                                std_percentile, z_crop, z_crop_mode, std_estimate)
     side = int(side)
     logger.info("binning %s by 2", 'x'.join(map(str, reversed(volume.shape))))
-    binned = bin2(volume, slab)
-    smoothed = smooth(binned, side, slab)
-    del binned
+    binned = bin2(volume, slab, binning=binning)
+    smoothed = smooth(binned, side, slab, out=binned)  # in place: one binned volume in memory
     crop = z_crop_planes(len(smoothed), z_crop, z_crop_mode)
     kept = slice(crop, len(smoothed) - crop) if percentiles_in_crop else slice(None)
 
     density = percentile <= DISABLED_ABOVE
-    contrast = threshold > 0 if std_mode == 'global_factor' else std_percentile <= DISABLED_ABOVE
+    contrast = {'global_factor': threshold > 0, 'percentile': std_percentile <= DISABLED_ABOVE}.get(std_mode, True)
     logger.info("local filters (box %d binned voxels): max-value mask %s, std mask %s", 2 * side + 1,
                 f'{percentile:g} %' if density else 'off', std_mode if contrast else 'off')
-    filtered, deviation = _local_filters(smoothed, side, slab, density, contrast)
+    if contrast and std_mode == 'global_factor':  # before the local std replaces the smoothed volume
+        limit = threshold * overall_std(smoothed[kept], std_estimate)
+    filtered, deviation = _local_filters(smoothed, side, slab, density, contrast, in_place=True)
     if density:
         max_mask = filtered > _percentile(filtered[kept], 100.0 - percentile)
         del filtered
     else:
         max_mask = np.ones(smoothed.shape, bool)
     if contrast:
-        if std_mode == 'global_factor':
-            limit = threshold * overall_std(smoothed[kept], std_estimate)
-        else:
+        if std_mode == 'otsu':
+            limit = otsu_log_threshold(deviation[kept])
+        elif std_mode == 'percentile':
             limit = _percentile(deviation[kept], 100.0 - std_percentile)
         std_mask = deviation > limit
         del deviation
@@ -415,6 +526,25 @@ def statistics_mask_binned(volume, side=4, percentile=50.0, threshold=1.0, std_m
     return max_mask, std_mask, mask
 
 
+def _unbinned_blocks(mask_binned, shape, isonet_odd_edge=False, slab=32):
+    """The full-size uint8 {0, 1} mask of :func:`unbin2`, ``2·slab`` planes at a time."""
+    odd_y, odd_x = shape[1] % 2 and isonet_odd_edge, shape[2] % 2 and isonet_odd_edge
+    for part in iter_slabs(mask_binned.shape[0], slab):
+        rows = mask_binned[part.write].astype(np.uint8).repeat(2, axis=2)[:, :, :shape[2]]
+        block = np.empty((min(2 * part.write.stop, shape[0]) - 2 * part.write.start,) + tuple(shape[1:]), np.uint8)
+        for z in (0, 1):  # full-size plane 2i + z and row 2j + y repeat binned plane i, row j
+            for y in (0, 1):
+                planes = block[z::2, y::2]
+                planes[...] = rows[:len(planes), :planes.shape[1]]
+        if odd_y:
+            block[:, -1] = 0
+        if odd_x:
+            block[:, :, -1] = 0
+        if isonet_odd_edge and shape[0] % 2 and 2 * part.write.stop > shape[0]:
+            block[-1] = 0
+        yield block
+
+
 def unbin2(mask_binned, shape, isonet_odd_edge=False, slab=32):
     """Replicate each binned voxel into its 2×2×2 block of a full-size uint8 {0, 1} mask.
 
@@ -422,58 +552,109 @@ def unbin2(mask_binned, shape, isonet_odd_edge=False, slab=32):
     as IsoNet does.
     """
     out = np.empty(shape, np.uint8)
-    for part in iter_slabs(mask_binned.shape[0], slab):
-        rows = mask_binned[part.write].astype(np.uint8).repeat(2, axis=2)[:, :, :shape[2]]
-        target = out[2 * part.write.start:2 * part.write.stop]
-        for z in (0, 1):  # full-size plane 2i + z and row 2j + y repeat binned plane i, row j
-            for y in (0, 1):
-                planes = target[z::2, y::2]
-                planes[...] = rows[:len(planes), :planes.shape[1]]
-    if isonet_odd_edge:
-        for axis, length in enumerate(shape):
-            if length % 2:
-                out[(slice(None),) * axis + (length - 1,)] = 0
+    start = 0
+    for block in _unbinned_blocks(mask_binned, shape, isonet_odd_edge, slab):
+        out[start:start + len(block)] = block
+        start += len(block)
     return out
 
 
-def statistics_mask(volume, side=4, percentile=50.0, threshold=1.0, std_mode='global_factor',
+def _block_weights(shape):
+    """Per axis, the full-size voxels each binned position stands for: 2, and 1 for the last position
+    of an odd axis (its edge-replicated plane)."""
+    return tuple(np.where(np.arange((n + 1) // 2) < n // 2, 2.0, 1.0) for n in shape)
+
+
+def statistics_mask(volume, side=4, percentile=50.0, threshold=1.0, std_mode='otsu',
                     std_percentile=50.0, z_crop=0.0, z_crop_mode='isonet1', percentiles_in_crop=False,
-                    std_estimate='robust', isonet_odd_edge=False, slab=32):
+                    std_estimate='robust', isonet_odd_edge=False, binning='mean', slab=32):
     """Full-size uint8 {0, 1} statistics mask of ``volume`` [z, y, x] (see :func:`statistics_mask_binned`)."""
     *_, mask = statistics_mask_binned(volume, side, percentile, threshold, std_mode, std_percentile, z_crop,
-                                      z_crop_mode, percentiles_in_crop, std_estimate, slab)
+                                      z_crop_mode, percentiles_in_crop, std_estimate, binning, slab)
     return unbin2(mask, volume.shape, isonet_odd_edge, slab)
 
 
 # ------------------------------------------------------------------------------------------ entry points
-def make_mask(volume, method='statistics', statistics=None, texture=None, postprocess=None, slab=32):
-    """uint8 {0, 1} mask of ``volume`` [z, y, x] (may be a memmap).
+def _binned_cleanup(postprocess):
+    """The part of the clean-up that is exact on the binned grid (region sizes weighted by the voxels each
+    binned voxel stands for; 26-connected regions and 6-connected holes of replicated 2×2×2 blocks are
+    those of the binned voxels), and the rest (openings and growth) for the full-size mask, or None."""
+    if postprocess is None:
+        return None, None
+    binned = {key: value for key, value in postprocess.items() if key not in ('open_radius', 'grow')}
+    rest = {key: value for key, value in postprocess.items() if key in ('open_radius', 'grow') and value}
+    if rest:  # openings and growth run after the other steps: everything at full size
+        return None, postprocess
+    return binned, None
 
-    ``method``: 'statistics', 'texture' or 'both' (intersection). ``statistics``, ``texture`` and
-    ``postprocess`` are keyword dictionaries for :func:`statistics_mask`,
-    :func:`cryoseg.core.texture.texture_mask` and :func:`cryoseg.core.morphology.postprocess_mask`;
-    ``postprocess=None`` skips the clean-up.
+
+def _texture_settings_binned(texture):
+    """Texture-mask settings for the tomogram binned by 2: the lengths in voxels halve."""
+    texture = dict(texture or {})
+    texture['block_size'] = max(2, int(round(texture.get('block_size', 64) / 2)))
+    for name, default in (('texture_sigma', 1.0), ('edge_sigma', 0.5)):
+        texture[name] = texture.get(name, default) / 2.0
+    return texture
+
+
+def _mask_binned(volume, method, statistics, texture, postprocess, slab):
+    """The mask on the grid binned by 2 (boolean), cleaned up there when ``postprocess`` is given.
+
+    The texture mask is computed on the tomogram binned by 2 with block means, its lengths halved: at
+    the scales it measures (a variance window of hundreds of Å) binning changes nothing but its cost.
     """
-    if method not in METHODS:
-        raise CryoSegInputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    check_volume_shape(volume.shape)
     mask = None
     if method in ('statistics', 'both'):
-        mask = statistics_mask(volume, slab=slab, **(statistics or {}))
+        settings = dict(statistics or {})
+        settings.pop('isonet_odd_edge', None)
+        *_, mask = statistics_mask_binned(volume, slab=slab, **settings)
     if method in ('texture', 'both'):
         from .texture import texture_mask
 
-        if mask is None:  # the statistics path has already checked the values while binning
-            check_volume_values(volume, 2 * slab)
-        logger.info("texture mask")
-        textured = texture_mask(volume, slab=slab, **(texture or {}))
-        mask = textured if mask is None else np.minimum(mask, textured, out=mask)
+        logger.info("texture mask on the tomogram binned by 2")
+        textured = texture_mask(bin2(volume, slab), slab=slab, **_texture_settings_binned(texture)).view(bool)
+        mask = textured if mask is None else np.logical_and(mask, textured, out=mask)
     if postprocess is not None:
-        from .morphology import postprocess_mask
+        from .morphology import MIN_REGION_SIZE, postprocess_mask
 
-        logger.info("post-processing the mask")
-        mask = postprocess_mask(mask, **postprocess)
-    return mask.astype(np.uint8, copy=False)
+        logger.info("post-processing the mask on the binned grid")
+        postprocess = dict(postprocess)
+        size = postprocess.get('min_region_size', MIN_REGION_SIZE)
+        if any(n % 2 for n in volume.shape) or not isinstance(size, numbers.Integral) or size < 0:
+            postprocess['voxel_weights'] = _block_weights(volume.shape)
+        else:  # every binned voxel stands for 8: a region of n binned voxels is kept when 8·n >= min size
+            postprocess['min_region_size'] = -(-int(size) // 8)
+        mask = postprocess_mask(mask, **postprocess).view(bool)
+    return mask
+
+
+def _mask_blocks(volume, method, statistics, texture, postprocess, slab):
+    """The full-size uint8 mask as consecutive blocks of z-planes: made on the binned grid, cleaned up
+    there as far as that is exact (:func:`_binned_cleanup`), unbinned slab by slab; a clean-up with
+    openings or growth runs on the whole full-size mask."""
+    if method not in METHODS:
+        raise CryoSegInputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    check_volume_shape(volume.shape)
+    binned_cleanup, full_cleanup = _binned_cleanup(postprocess)
+    binned = _mask_binned(volume, method, statistics, texture, binned_cleanup, slab)
+    blocks = _unbinned_blocks(binned, volume.shape, (statistics or {}).get('isonet_odd_edge', False), slab)
+    if full_cleanup is None:
+        return blocks
+    from .morphology import postprocess_mask
+
+    logger.info("post-processing the full-size mask")
+    return iter([postprocess_mask(np.concatenate(list(blocks)), **full_cleanup)])
+
+
+def make_mask(volume, method='statistics', statistics=None, texture=None, postprocess=None, slab=32):
+    """uint8 {0, 1} mask of ``volume`` [z, y, x] (a memmap or plane reader too).
+
+    ``method``: 'statistics', 'texture' or 'both' (intersection). ``statistics``, ``texture`` and
+    ``postprocess`` are keyword dictionaries for :func:`statistics_mask`,
+    :func:`cryoseg.core.texture.texture_mask` (applied to the tomogram binned by 2, lengths halved) and
+    :func:`cryoseg.core.morphology.postprocess_mask`; ``postprocess=None`` skips the clean-up.
+    """
+    return np.concatenate(list(_mask_blocks(volume, method, statistics, texture, postprocess, slab)))
 
 
 def mask_fraction(mask):
@@ -507,19 +688,26 @@ def mask_file_name(tomogram_path):
 
 def make_mask_file(in_path, out_path, method='statistics', statistics=None, texture=None, postprocess=None,
                    slab=32):
-    """Mask the tomogram ``in_path`` (read through a memory map) and write a uint8 {0, 1} MRC to
-    ``out_path`` (MRC mode 0, 8-bit) with the input's voxel size and origin. Returns the fraction of voxels
-    kept.
+    """Mask the tomogram ``in_path`` and write a uint8 {0, 1} MRC to ``out_path`` (MRC mode 0, 8-bit)
+    with the input's voxel size and origin. Returns the fraction of voxels kept.
 
-    Input errors are raised as :class:`CryoSegInputError` naming the file; nothing is written then.
+    The tomogram is read plane by plane with ordinary reads (no page of it stays resident); the mask,
+    made and cleaned up on the binned grid, is unbinned and written one slab at a time. Input errors are
+    raised as :class:`CryoSegInputError` naming the file; nothing is written then.
     """
-    with open_volume(in_path) as (data, info):
+    with open_volume(in_path, mapped=False) as (data, info):
         try:
-            mask = make_mask(data, method, statistics, texture, postprocess, slab)
+            blocks = _mask_blocks(data, method, statistics, texture, postprocess, slab)
         except CryoSegInputError as err:
             raise CryoSegInputError(f"{in_path}: {err}") from None
-    # MRC mode 0 (8 bits): mrcfile would widen uint8 to 16 bits; 0 and 1 read the same signed or not
-    write_volume(out_path, mask.view(np.int8), info.voxel_size, info.origin)
-    fraction = mask_fraction(mask)
+    kept = [0]
+
+    def counted():  # MRC mode 0 (8 bits): mrcfile would widen uint8 to 16 bits; 0 and 1 read the same signed
+        for block in blocks:
+            kept[0] += np.count_nonzero(block)
+            yield block.view(np.int8)
+
+    write_volume_planes(out_path, info.shape_zyx, np.int8, counted(), info.voxel_size, info.origin)
+    fraction = kept[0] / float(np.prod(info.shape_zyx))
     logger.info("%s: mask keeps %.1f %% of the voxels", out_path, 100 * fraction)
     return fraction

@@ -9,17 +9,13 @@ from .. import convert
 from ..core.errors import CryoSegInputError
 from ..core.extract import rescale_positions
 from ..core.mrcio import open_volume
-from ..core.statmask import (METHODS, STD_MODES, Z_CROP_MODES, make_mask_file, mask_warnings, points_inside,
+from ..core.statmask import (DEFAULT_BLOCK_ANGSTROM, DEFAULT_MIN_REGION_ANGSTROM, DEFAULT_SIDE_ANGSTROM, METHODS,
+                             STD_MODES, Z_CROP_MODES, ball_voxels, make_mask_file, mask_warnings, points_inside,
                              side_from_angstrom)
 from .base import MaskOutputMixin, ProtCryoSegPerTomogram
 
 STATISTICS, TEXTURE, BOTH = range(3)
 TEXTURE_VOTES = ('variance', 'majority')  # the form's order
-
-
-def ball_voxels(diameter_angstrom, sampling):
-    """Voxels of a ball of this diameter (the smallest region the clean-up keeps)."""
-    return int(round(4.0 / 3.0 * np.pi * (diameter_angstrom / 2.0 / sampling) ** 3))
 
 
 class ProtCryoSegMakeMask(MaskOutputMixin, ProtCryoSegPerTomogram):
@@ -53,32 +49,37 @@ class ProtCryoSegMakeMask(MaskOutputMixin, ProtCryoSegPerTomogram):
                            'that the mask keeps the particles.')
 
         form.addSection(label='Statistics mask')
-        form.addParam('side', params.FloatParam, default=80.0, label='Filter side (Å)',
+        form.addParam('side', params.FloatParam, default=DEFAULT_SIDE_ANGSTROM, label='Filter side (Å)',
                       condition=f'method != {TEXTURE}',
                       help='Scale of the density and contrast filters; set it close to the size of the '
                            'particles of interest. The tomogram is binned by 2, smoothed with a Gaussian '
                            'of half this side and filtered in boxes twice this side. The side is '
                            'converted to binned voxels (2 × pixel size each); IsoNet\'s --side is that '
                            'number of binned voxels (its default 4 is 80 Å at 10 Å/px).')
-        form.addParam('percentile', params.FloatParam, default=50.0, label='Density percentile (%)',
+        form.addParam('percentile', params.FloatParam, default=100.0, label='Density percentile (%)',
                       condition=f'method != {TEXTURE}', validators=[params.Range(0.01, 100)],
                       help='Approximate percentage of the volume with meaningful content: the max-value '
                            'mask keeps this percentage of the tomogram, where dense (dark) material is '
-                           'nearby. Lower it for sparse samples (IsoNet example for a virus: 20); 100 '
-                           'disables the density mask (cellular tomograms: 99-100).')
-        form.addParam('stdMode', params.EnumParam, choices=['factor of the overall std', 'percentile'],
-                      default=0, display=params.EnumParam.DISPLAY_HLIST, condition=f'method != {TEXTURE}',
-                      label='Contrast criterion',
-                      help='How the standard-deviation mask decides what is textured. Factor: keep '
-                           'regions whose local standard deviation exceeds the threshold times the '
-                           'overall standard deviation of the tomogram (IsoNet documentation). Percentile: '
-                           'keep a fixed percentage of the most textured voxels (current IsoNet code).')
+                           'nearby. For sparse samples (IsoNet\'s default: 50; for a virus: 20). 100 (default) '
+                           'disables the density mask, as IsoNet advises for cellular tomograms: it compares '
+                           'absolute densities, which drift across a lamella, and drops particles there.')
+        form.addParam('stdMode', params.EnumParam, choices=['factor of the overall std', 'percentile',
+                                                            'textured class (Otsu)'],
+                      default=STD_MODES.index('otsu'), display=params.EnumParam.DISPLAY_HLIST,
+                      condition=f'method != {TEXTURE}', label='Contrast criterion',
+                      help='How the standard-deviation mask decides what is textured. Textured class (default): '
+                           'the voxels are split into two classes, featureless (vacuum, ice, resin: noise '
+                           'alone) and textured, at Otsu\'s threshold of the logarithm of the local standard '
+                           'deviation; it needs no assumption on how much of the tomogram is specimen. '
+                           'Factor: keep regions whose local standard deviation exceeds the threshold times '
+                           'the overall standard deviation of the tomogram (IsoNet documentation). '
+                           'Percentile: keep a fixed percentage of the most textured voxels (current IsoNet '
+                           'code; with side 4 binned voxels and 50 % it gives IsoNet\'s mask).')
         form.addParam('threshold', params.FloatParam, default=1.0, validators=[params.GE(0)],
                       condition=f'method != {TEXTURE} and stdMode == 0', label='Contrast threshold',
                       help='Factor of the overall standard deviation. Smaller keeps more (it enlarges '
                            'the mask), larger keeps less; 0 disables the contrast mask. Empty ice and '
-                           'the empty slabs at the top and bottom of a tomogram are removed by this mask; '
-                           'the default 1 keeps the particles when the overall std is robust.')
+                           'the empty slabs at the top and bottom of a tomogram are removed by this mask.')
         form.addParam('robustStd', params.BooleanParam, default=True,
                       condition=f'method != {TEXTURE} and stdMode == 0', expertLevel=params.LEVEL_ADVANCED,
                       label='Robust overall std?',
@@ -91,6 +92,12 @@ class ProtCryoSegMakeMask(MaskOutputMixin, ProtCryoSegPerTomogram):
         form.addParam('stdPercentile', params.FloatParam, default=50.0, validators=[params.Range(0.01, 100)],
                       condition=f'method != {TEXTURE} and stdMode == 1', label='Contrast percentile (%)',
                       help='Percentage of the volume kept by the contrast mask; 100 disables it.')
+        form.addParam('isonetBinning', params.BooleanParam, default=False, condition=f'method != {TEXTURE}',
+                      expertLevel=params.LEVEL_ADVANCED, label='IsoNet binning?',
+                      help='No: the tomogram is binned by 2 by block means. Yes: with a Gaussian anti-aliasing '
+                           'filter first, as IsoNet does (three times slower; after the smoothing the two '
+                           'differ little). Needed for exactly IsoNet\'s mask (with side 80 Å at 10 Å/px, '
+                           'density 50 % and contrast percentile 50 %, no clean-up).')
         form.addParam('zCrop', params.FloatParam, default=0.0, validators=[params.Range(0, 0.49)],
                       condition=f'method != {TEXTURE}', label='Z crop (fraction)',
                       help='Fraction of the slices removed at each end in z, whatever the data (e.g. 0.1 '
@@ -113,7 +120,8 @@ class ProtCryoSegMakeMask(MaskOutputMixin, ProtCryoSegPerTomogram):
                            'and edge features respond to the noise as much as to the specimen: on the '
                            'sample tomograms the majority keeps about half of the particles and 13-15 % of '
                            'the empty ice, the local variance all particles and under 5 % of the empty ice.')
-        form.addParam('blockSize', params.FloatParam, default=640.0, condition=f'method != {STATISTICS}',
+        form.addParam('blockSize', params.FloatParam, default=DEFAULT_BLOCK_ANGSTROM,
+                      condition=f'method != {STATISTICS}',
                       label='Variance window (Å)',
                       help='Side of the window in which the local variance is measured; a few times '
                            'the size of the structures that make up the specimen.')
@@ -136,7 +144,7 @@ class ProtCryoSegMakeMask(MaskOutputMixin, ProtCryoSegPerTomogram):
         form.addSection(label='Clean-up')
         form.addParam('doCleanup', params.BooleanParam, default=True, label='Clean up the mask?',
                       help='Remove specks, fill enclosed holes and optionally grow or erode the mask.')
-        form.addParam('minRegion', params.FloatParam, default=80.0, condition='doCleanup',
+        form.addParam('minRegion', params.FloatParam, default=DEFAULT_MIN_REGION_ANGSTROM, condition='doCleanup',
                       label='Smallest region kept (Å)',
                       help='Connected regions smaller than a ball of this diameter are removed. 0 keeps all.')
         form.addParam('openRadius', params.FloatParam, default=0.0, condition='doCleanup',
@@ -162,7 +170,8 @@ class ProtCryoSegMakeMask(MaskOutputMixin, ProtCryoSegPerTomogram):
                           percentile=self.percentile.get(), threshold=self.threshold.get(),
                           std_mode=STD_MODES[self.stdMode.get()], std_percentile=self.stdPercentile.get(),
                           z_crop=self.zCrop.get(), z_crop_mode=Z_CROP_MODES[self.zCropMode.get()],
-                          std_estimate='robust' if self.robustStd else 'plain')
+                          std_estimate='robust' if self.robustStd else 'plain',
+                          binning='gaussian' if self.isonetBinning else 'mean')
         texture = dict(block_size=max(2, int(round(self.blockSize.get() / sampling))),
                        texture_sigma=self.textureSigma.get() / sampling,
                        edge_sigma=self.edgeSigma.get() / sampling,

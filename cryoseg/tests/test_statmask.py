@@ -8,6 +8,7 @@ from scipy import ndimage
 from skimage.transform import resize
 
 from cryoseg.core import statmask
+from cryoseg.core.checks import check_volume_values
 from cryoseg.core.errors import CryoSegInputError
 from cryoseg.core.mrcio import read_volume, write_volume
 from cryoseg.core.phantom import make_phantom, phantom_config
@@ -51,17 +52,20 @@ def cellular_phantom(seed=5, shape=(100, 128, 128), slab=(30, 70)):
 # ------------------------------------------------------------------------------------ filters
 def test_binning_equals_skimage_resize_for_even_shapes(noise):
     expected = resize(noise, np.array(noise.shape) // 2, anti_aliasing=True)
-    np.testing.assert_allclose(statmask.bin2(noise, slab=7), expected, atol=1e-6)
+    np.testing.assert_allclose(statmask.bin2(noise, slab=7, binning='gaussian'), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize('shape', [(9, 10, 11), (4, 5, 7), (3, 2, 6)])
-def test_binning_of_odd_and_short_shapes_replicates_the_edge(shape):
+@pytest.mark.parametrize('binning', statmask.BINNINGS)
+def test_binning_of_odd_and_short_shapes_replicates_the_edge(shape, binning):
     volume = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
-    smoothed = ndimage.gaussian_filter(volume.astype(np.float64), 0.5, mode='mirror')
+    smoothed = volume.astype(np.float64)
+    if binning == 'gaussian':
+        smoothed = ndimage.gaussian_filter(smoothed, 0.5, mode='mirror')
     padded = np.pad(smoothed, [(0, n % 2) for n in shape], mode='edge')
     z, y, x = (n // 2 for n in padded.shape)
     expected = padded.reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5))
-    binned = statmask.bin2(volume, slab=1)
+    binned = statmask.bin2(volume, slab=1, binning=binning)
     assert binned.shape == tuple((n + 1) // 2 for n in shape)
     np.testing.assert_allclose(binned, expected, atol=1e-6)
 
@@ -101,6 +105,8 @@ def test_slabs_give_the_whole_volume_result(noise, slab):
     binned = statmask.bin2(noise, slab=whole)
     smoothed = statmask.smooth(binned, side, slab=whole)
     np.testing.assert_array_equal(statmask.bin2(noise, slab=slab), binned)
+    np.testing.assert_array_equal(statmask.bin2(noise, slab=slab, binning='gaussian'),
+                                  statmask.bin2(noise, slab=whole, binning='gaussian'))
     np.testing.assert_array_equal(statmask.smooth(binned, side, slab=slab), smoothed)
     np.testing.assert_array_equal(statmask.local_max_of_negated(smoothed, side, slab=slab),
                                   statmask.local_max_of_negated(smoothed, side, slab=whole))
@@ -110,6 +116,20 @@ def test_slabs_give_the_whole_volume_result(noise, slab):
         np.testing.assert_array_equal(
             statmask.statistics_mask(noise, side=side, std_mode=std_mode, slab=slab),
             statmask.statistics_mask(noise, side=side, std_mode=std_mode, slab=whole))
+
+
+@pytest.mark.parametrize('slab', [2, 5, 64])  # slabs thinner and thicker than the filters' reach
+def test_filters_in_place_equal_the_filters_into_a_new_array(noise, slab):
+    side = 3
+    binned = statmask.bin2(noise)
+    smoothed = statmask.smooth(binned, side)
+    np.testing.assert_array_equal(statmask.smooth(binned.copy(), side, slab, out=binned), smoothed)
+    np.testing.assert_array_equal(binned, smoothed)
+    maximum, deviation = statmask._local_filters(smoothed.copy(), side, slab)
+    filtered, in_place = statmask._local_filters(smoothed, side, slab, in_place=True)
+    assert in_place is smoothed
+    np.testing.assert_array_equal(in_place, deviation)
+    np.testing.assert_array_equal(filtered, maximum)
 
 
 # ------------------------------------------------------------------------------------ mask rules
@@ -123,10 +143,12 @@ def test_percentile_mode_keeps_the_requested_fractions(noise, density, spread):
 
 
 def test_disabled_masks(noise):
-    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=100, threshold=0.5)
+    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=100, std_mode='global_factor',
+                                                               threshold=0.5)
     assert max_mask.all() and not std_mask.all()
     np.testing.assert_array_equal(mask, std_mask)
-    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=40, threshold=0)
+    max_mask, std_mask, mask = statmask.statistics_mask_binned(noise, side=2, percentile=40, std_mode='global_factor',
+                                                               threshold=0)
     assert std_mask.all() and not max_mask.all()
     np.testing.assert_array_equal(mask, max_mask)  # threshold 0 keeps everything the max mask keeps
     _, std_mask, _ = statmask.statistics_mask_binned(noise, side=2, std_mode='percentile', std_percentile=100)
@@ -147,7 +169,8 @@ def test_std_mask_excludes_the_empty_margins_of_a_cellular_slab():
     side = 4
     fractions = []
     for threshold in (0.25, 0.5, 1.0, 1.5):
-        _, _, mask = statmask.statistics_mask_binned(volume, side=side, percentile=100, threshold=threshold)
+        _, _, mask = statmask.statistics_mask_binned(volume, side=side, percentile=100, std_mode='global_factor',
+                                                     threshold=threshold)
         fractions.append(mask.mean())
         if threshold == 0.5:
             per_slice = mask.mean(axis=(1, 2))  # binned slab: z 15..35
@@ -167,8 +190,9 @@ def test_robust_overall_std_is_the_std_of_gaussian_data_and_ignores_a_few_extrem
 
 def test_default_threshold_keeps_the_particles_and_drops_the_empty_margins_despite_gold():
     """The default phantom carries gold beads, contamination and vesicles; its ice slab lies between
-    empty margins in z. Threshold 1 of the robust overall std keeps every particle; of the plain std
-    (IsoNet's rule) it drops about a third of them."""
+    empty margins in z. The default std criterion (Otsu's split of log local std) keeps every particle
+    and drops the margins; threshold 1 of the plain overall std (IsoNet's documented rule) drops about a
+    third of the particles."""
     phantom = make_phantom(phantom_config('small', seed=1))
     assert phantom.truth.gold
     x, y, z = np.round([p['centre'] for p in phantom.truth.particles]).astype(int).T
@@ -181,7 +205,7 @@ def test_default_threshold_keeps_the_particles_and_drops_the_empty_margins_despi
     assert np.concatenate([mask[:low - reach].ravel(), mask[high + reach:].ravel()]).mean() < 0.03
     assert 0.3 < mask[low:high].mean() < 0.9
 
-    plain = statmask.statistics_mask(phantom.volume, std_estimate='plain')
+    plain = statmask.statistics_mask(phantom.volume, std_mode='global_factor', std_estimate='plain')
     assert plain[z, y, x].mean() < 0.8
 
 
@@ -190,7 +214,8 @@ def test_z_crop_removes_whole_binned_slices(mode, removed):
     volume = np.random.default_rng(4).standard_normal((106, 20, 20)).astype(np.float32)  # 53 binned slices
     f = 0.1
     assert removed == (int(f * 53) if mode == 'isonet1' else int(f / 2 * 53))
-    _, _, mask = statmask.statistics_mask_binned(volume, side=2, percentile=100, threshold=0, z_crop=f,
+    _, _, mask = statmask.statistics_mask_binned(volume, side=2, percentile=100, std_mode='global_factor', threshold=0,
+                                                 z_crop=f,
                                                  z_crop_mode=mode)
     empty = ~mask.any(axis=(1, 2))
     assert empty[:removed].all() and empty[53 - removed:].all() and not empty[removed:53 - removed].any()
@@ -200,7 +225,7 @@ def test_isonet_compatible_options_match_a_direct_implementation():
     volume, _ = sparse_phantom(seed=7, shape=(40, 64, 80), count=8, radius=4)
     expected = isonet_mask(volume, side=3, density_percentage=40, std_percentage=60, z_crop=0.1)
     result = statmask.statistics_mask(volume, side=3, percentile=40, std_mode='percentile', std_percentile=60,
-                                      z_crop=0.1, slab=7)
+                                      z_crop=0.1, binning='gaussian', slab=7)
     assert result.dtype == np.uint8
     assert np.mean(result != expected) < 1e-3  # only threshold ties from float rounding may differ
     assert 0.1 < expected.mean() < 0.5
@@ -224,7 +249,7 @@ def test_memory_beyond_the_mapped_input_stays_below_one_and_a_half_copies(tmp_pa
     write_volume(path, volume, 10.0)
     tracemalloc.start()
     with mrcfile.mmap(path, mode='r') as mrc:
-        statmask.statistics_mask(mrc.data, side=4, threshold=0.5, slab=8)
+        statmask.statistics_mask(mrc.data, side=4, std_mode='global_factor', threshold=0.5, slab=8)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1.5 * volume.nbytes
@@ -237,7 +262,8 @@ def test_mask_file_is_uint8_with_the_input_geometry(tmp_path):
     write_volume(source, volume, (8.5, 8.5, 8.5), origin=(12.0, -4.0, 3.5))
     target = tmp_path / 'masks' / statmask.mask_file_name(str(source))
     assert target.name == 'TS_07_mask.mrc'
-    fraction = statmask.make_mask_file(source, target, statistics=dict(side=3, percentile=100, threshold=0.5))
+    fraction = statmask.make_mask_file(source, target, statistics=dict(side=3, percentile=100, std_mode='global_factor',
+                                                                       threshold=0.5))
     mask, info = read_volume(target, dtype=None)
     assert mask.dtype.itemsize == 1 and set(np.unique(mask)) == {0, 1}  # MRC mode 0
     assert mask.shape == volume.shape
@@ -263,7 +289,7 @@ def test_non_finite_voxels_are_reported_with_their_position(noise, bad):
     with pytest.raises(CryoSegInputError, match='NaN or infinite.*x=5, y=4, z=33'):
         statmask.statistics_mask(volume, slab=4)
     with pytest.raises(CryoSegInputError, match='NaN or infinite'):
-        statmask.check_volume_values(volume, slab=4)
+        check_volume_values(volume, slab=4)
 
 
 @pytest.mark.parametrize('settings, message', [
@@ -275,6 +301,7 @@ def test_non_finite_voxels_are_reported_with_their_position(noise, bad):
     (dict(z_crop=0.5), 'z_crop'),
     (dict(std_mode='relative'), 'std_mode'),
     (dict(std_estimate='mean'), 'std_estimate'),
+    (dict(binning='cubic'), 'binning'),
 ])
 def test_absurd_settings_get_a_clear_message(noise, settings, message):
     with pytest.raises(CryoSegInputError, match=message):
@@ -311,10 +338,12 @@ def test_methods_combine_and_clean_up_as_documented():
     from cryoseg.core.texture import texture_mask
 
     volume = cellular_phantom(shape=(60, 64, 64), slab=(20, 40))
-    stats, texture = dict(side=2, percentile=100, threshold=0.5), dict(block_size=16)
+    stats, texture = dict(side=2, percentile=100, std_mode='global_factor', threshold=0.5), dict(block_size=16)
     by_statistics = statmask.make_mask(volume, 'statistics', statistics=stats)
     by_texture = statmask.make_mask(volume, 'texture', texture=texture)
-    np.testing.assert_array_equal(by_texture, texture_mask(volume, **texture))
+    # the texture mask is made on the tomogram binned by 2 (block means), its lengths halved
+    np.testing.assert_array_equal(by_texture, statmask.unbin2(texture_mask(
+        statmask.bin2(volume), block_size=8, texture_sigma=0.5, edge_sigma=0.25), volume.shape))
     both = statmask.make_mask(volume, 'both', statistics=stats, texture=texture)
     np.testing.assert_array_equal(both, by_statistics & by_texture)
     assert both.dtype == np.uint8 and 0 < both.mean() < by_statistics.mean()
@@ -323,6 +352,24 @@ def test_methods_combine_and_clean_up_as_documented():
     volume[3, 3, 3] = np.nan
     with pytest.raises(CryoSegInputError, match='NaN'):
         statmask.make_mask(volume, 'texture', texture=texture)
+
+
+@pytest.mark.parametrize('shape', [(60, 64, 64), (61, 63, 65)])
+def test_clean_up_on_the_binned_grid_equals_the_full_size_clean_up(shape):
+    """Specks of every size and enclosed holes: removing regions below a size (counted in full-size
+    voxels, also for the half blocks of odd shapes) and filling holes on the binned grid give exactly
+    what the same clean-up of the unbinned mask gives."""
+    from cryoseg.core.morphology import postprocess_mask
+
+    volume = cellular_phantom(shape=shape, slab=(20, 40))
+    volume += ndimage.gaussian_filter(np.random.default_rng(3).standard_normal(shape), 1.5).astype(np.float32)
+    stats = dict(side=1, percentile=100, std_mode='global_factor', threshold=0.8)
+    raw = statmask.make_mask(volume, 'statistics', statistics=stats)
+    for cleanup in (dict(min_region_size=60), dict(min_region_size=61, keep_largest=True)):
+        expected = postprocess_mask(raw, **cleanup)
+        assert 0 < np.count_nonzero(expected != raw)  # the clean-up changes something
+        np.testing.assert_array_equal(statmask.make_mask(volume, 'statistics', statistics=stats,
+                                                         postprocess=cleanup), expected)
 
 
 def test_points_inside_a_mask():
