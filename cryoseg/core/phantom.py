@@ -5,6 +5,9 @@ particles of a few known diameters with internal structure, spherical and ellips
 shells) carrying membrane proteins with known outward normals, a helical filament, a few gold beads,
 a contamination blob, a faint crowded-cytoplasm texture, band-limited noise and optionally the
 missing-wedge blur. Densities are built positive ("more mass") and flipped for dark contrast.
+The 'cell' preset (:func:`cell_config`) makes a crowded cellular lamella instead: ribosome-sized
+particles touching each other and lining an ER-like cisterna, with a real tomogram's noise spectrum,
+a phase-contrast transfer, the missing wedge and 8-bit values.
 
 Positions in the ground truth are (x, y, z) voxel indices from the first voxel; sizes are in Å.
 """
@@ -47,7 +50,10 @@ class PhantomConfig:
     contamination: bool = True
     texture_amplitude: float = 0.25  # crowded-cytoplasm texture inside the ice, × particle density
     noise_std: float = 0.6  # × particle density, after band limiting
-    signal_blur: float = 0.0  # Å, Gaussian σ of the imaging's resolution envelope on the signal; 0 = off
+    defocus: float = 0.0  # µm underfocus of a 300 kV phase-contrast transfer applied to the signal; 0 = off
+    amplitude_contrast: float = 0.07  # share of amplitude contrast in that transfer
+    blur: float = 0.0  # Å, Gaussian σ of the imaging's resolution envelope on the signal; 0 = off
+    membrane_density: float = 1.2  # peak density of one leaflet, × particle density
     noise_correlation: float = 0.7  # Gaussian σ of the noise in voxels
     missing_wedge: float = 0.0  # maximum tilt in degrees; 0 = no wedge
     contrast: str = 'dark'  # 'dark' (dense = negative, as reconstructed) or 'light'
@@ -72,14 +78,18 @@ CELL_VOXEL_SIZE = 31.36  # Å, that of EMPIAR-11658 tomogram 9
 # The radial noise power of EMPIAR-11658 tomogram 9 in xy (tomostats.measure_tomogram's noise_psd:
 # it rises with frequency, the weighting ramp of back-projection, and falls towards Nyquist):
 TOMO9_NOISE_PSD = (0.55, 0.89, 1.07, 1.22, 1.40, 1.57, 1.70, 1.65, 1.50, 1.26, 0.97, 0.71, 0.50, 0.29, 0.18, 0.08)
-# the noise filter that reproduces it after the ±60° wedge (four fixed-point steps: filter × measured /
-# wanted on 64 × 256 × 256 noise; the cell phantom's noise spectrum then matches it within 7 % per bin).
+# the noise filter that reproduces it after the ±60° wedge (four fixed-point steps, filter × wanted /
+# measured, on 64 × 256 × 256 pure noise: then within 7 % per bin). Per voxel, like the reconstruction's.
 CELL_NOISE_FILTER = (2.165, 2.867, 1.587, 1.482, 1.535, 1.316, 1.457, 1.154, 1.083, 0.854, 0.605, 0.449, 0.3, 0.151,
                      0.119, 0.04)
+# The rest was chosen so that tomostats.measure_tomogram gives tomo9's numbers (bench/phantom_vs_real.py):
+# an 8 µm underfocus with an effective amplitude contrast of 0.3 (tomograms are usually deconvolved,
+# which restores low frequencies) makes particles dark blobs with light fringes; gold sets the 8-bit range.
 CELL = PhantomConfig(
     voxel_size=CELL_VOXEL_SIZE, ice_fraction=0.4, particle_diameters=(270.0,), particles_per_class=(1,),
     sphere_vesicle_radii=(300.0,), ellipsoid_vesicle_radii=(), proteins_per_vesicle=6, filament=False,
-    gold_beads=2, gold_density=30.0, texture_amplitude=0.3, noise_std=0.25, missing_wedge=60.0, object_gap=30.0,
+    gold_beads=2, gold_density=20.0, membrane_density=0.8, texture_amplitude=0.15, defocus=8.0,
+    amplitude_contrast=0.3, blur=20.0, noise_std=0.06, missing_wedge=60.0, object_gap=30.0,
     touching_fraction=0.4, membrane_sheets=1, sheet_lumen=400.0, particles_on_sheets=0.3,
     noise_psd=CELL_NOISE_FILTER, quantisation_bits=8)
 
@@ -251,7 +261,8 @@ def make_phantom(config=PhantomConfig()):
         scaled = np.sqrt(sum((b / r) ** 2 for b, r in zip(body, radii)))
         along_ray = np.sqrt(sum(b ** 2 for b in body)) / np.maximum(scaled, 1e-6)
         distance = (scaled - 1.0) * along_ray  # signed radial distance to the mid-surface
-        density[box] += _bilayer(distance, half_bilayer, leaflet_sigma) + 0.15 * (distance < -half_bilayer)
+        density[box] += (_bilayer(distance, half_bilayer, leaflet_sigma, config.membrane_density)
+                         + 0.15 * (distance < -half_bilayer))
         truth.vesicles.append(dict(id=vesicle_id, kind=kind, centre=centre, radii=list(radii_a),
                                    axes=axes, membrane_thickness=config.membrane_thickness))
         next_label = _add_membrane_proteins(config, density, labels, rng, truth, vesicle_id, centre,
@@ -285,8 +296,10 @@ def make_phantom(config=PhantomConfig()):
         _add_contamination(config, density, rng, placer, truth)
 
     signal = _texture(config, rng, ice_z) + density
-    if config.signal_blur:
-        signal = ndimage.gaussian_filter(signal, config.signal_blur / px)
+    if config.defocus:
+        signal = apply_ctf(signal, px, config.defocus, config.amplitude_contrast)
+    if config.blur:
+        signal = ndimage.gaussian_filter(signal, config.blur / px)
     noise = _noise(config, rng)
     noise *= config.noise_std / max(float(noise.std()), 1e-12)
     volume = signal + noise
@@ -318,9 +331,9 @@ def _bilayer_scale(config):
     return max(config.voxel_size * 0.8, 6.0) / config.voxel_size, config.membrane_thickness / 2 / config.voxel_size
 
 
-def _bilayer(distance, half_bilayer, leaflet_sigma):
+def _bilayer(distance, half_bilayer, leaflet_sigma, peak):
     """Density of a bilayer at signed distance ``distance`` (voxels) from its mid-plane."""
-    return 1.2 * (np.exp(-((distance - half_bilayer) / leaflet_sigma) ** 2 / 2)
+    return peak * (np.exp(-((distance - half_bilayer) / leaflet_sigma) ** 2 / 2)
                   + np.exp(-((distance + half_bilayer) / leaflet_sigma) ** 2 / 2))
 
 
@@ -348,9 +361,9 @@ def _add_membrane_sheets(config, density, labels, rng, placer, truth, next_label
         curvature = rng.uniform(-1, 1) * px / 3000.0  # radius of curvature ≥ 3000 Å
         offsets = (x - centre[0], y - centre[1], z - centre[2])
         along = sum(t * o for t, o in zip(tangent, offsets))
-        distance = sum(n * o for n, o in zip(normal, offsets)) + curvature * along ** 2 / 2
-        density[z0:z1] += (_bilayer(distance - half_lumen, half_bilayer, leaflet_sigma)
-                           + _bilayer(distance + half_lumen, half_bilayer, leaflet_sigma)
+        distance = _sheet_distance(sum(n * o for n, o in zip(normal, offsets)), along, curvature)
+        density[z0:z1] += (_bilayer(distance - half_lumen, half_bilayer, leaflet_sigma, config.membrane_density)
+                           + _bilayer(distance + half_lumen, half_bilayer, leaflet_sigma, config.membrane_density)
                            + 0.15 * (np.abs(distance) < half_lumen - half_bilayer))
 
         def surface(u, v):
@@ -376,10 +389,17 @@ def _add_membrane_sheets(config, density, labels, rng, placer, truth, next_label
                 _add_particle(config, density, labels, rng, truth, 0, particle_centre, next_label)
                 ids.append(next_label)
                 next_label += 1
+        # mid-surface: normal·q + curvature·(tangent·q)²/2 = 0 with q = position − centre (Å⁻¹ stored)
         truth.membranes.append(dict(id=sheet_id, kind='cisterna', centre=centre, normal=normal,
                                     tangent=tangent, curvature=curvature / px, lumen=config.sheet_lumen,
                                     membrane_thickness=config.membrane_thickness, particles=ids))
     return next_label
+
+
+def _sheet_distance(across, along, curvature):
+    """Signed distance (to first order) from the parabolic mid-surface across + curvature·along²/2 = 0,
+    given a point's coordinates across (normal) and along (tangent) from the sheet's centre."""
+    return (across + curvature * along ** 2 / 2) / np.sqrt(1 + (curvature * along) ** 2)
 
 
 def _noise(config, rng):
@@ -498,6 +518,19 @@ def _texture(config, rng, ice_z):
     return texture
 
 
+def apply_ctf(volume, voxel_size, defocus_um, amplitude_contrast, wavelength=0.01969):
+    """Filter ``volume`` (positive mass) by the phase-contrast transfer of an underfocused image,
+    sqrt(1 − A²)·sin χ + A·cos χ with χ = π λ Δf k² (spherical aberration is negligible at tomogram
+    pixel sizes; λ in Å, 300 kV by default), isotropically in 3-D and without phase flipping: mass
+    stays dark after the contrast flip, edges get the light fringes seen in tomograms."""
+    nz, ny, nx = volume.shape
+    k2 = (np.fft.fftfreq(nz)[:, None, None] ** 2 + np.fft.fftfreq(ny)[None, :, None] ** 2
+          + np.fft.rfftfreq(nx)[None, None, :] ** 2) / voxel_size ** 2
+    chi = np.pi * wavelength * defocus_um * 1e4 * k2
+    transfer = np.sqrt(1 - amplitude_contrast ** 2) * np.sin(chi) + amplitude_contrast * np.cos(chi)
+    return np.fft.irfftn(np.fft.rfftn(volume) * transfer, s=volume.shape).astype(np.float32)
+
+
 def apply_missing_wedge(volume, max_tilt_degrees):
     """Remove the Fourier wedge not sampled by a ±max_tilt single-axis tilt series (tilt axis y)."""
     nz, ny, nx = volume.shape
@@ -510,7 +543,7 @@ def apply_missing_wedge(volume, max_tilt_degrees):
     return np.fft.irfftn(spectrum, s=volume.shape).astype(np.float32)
 
 
-def cell_config(voxel_size=CELL_VOXEL_SIZE, shape_zyx=(96, 128, 128), ribosomes_per_um3=5000.0,
+def cell_config(voxel_size=CELL_VOXEL_SIZE, shape_zyx=(96, 128, 128), ribosomes_per_um3=7000.0,
                 **overrides):
     """The 'cell' preset: a crowded cytoplasm slab imitating a FIB-milled lamella (EMPIAR-11658
     tomogram 9): 270 Å ribosome-like particles at ``ribosomes_per_um3`` of specimen, many touching
