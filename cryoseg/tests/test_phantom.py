@@ -154,8 +154,8 @@ def _centres_zyx(truth):
 def test_cell_noise_spectrum_has_the_real_shape(cell_statistics, real_statistics):
     np.testing.assert_allclose(cell_statistics.frequencies, real_statistics.frequencies)
     ratio = cell_statistics.noise_psd / real_statistics.noise_psd
-    assert np.all((ratio[2:] > 1 / 1.6) & (ratio[2:] < 1.6)), ratio
-    assert np.all(ratio[:2] < 2.5), ratio  # the slab's own structure reaches into the thin vacuum
+    assert np.all((ratio[3:] > 1 / 1.3) & (ratio[3:] < 1.3)), ratio  # above 1/300 Å
+    assert np.all(ratio[:3] < 2.2), ratio  # the slab's own structure reaches into the thin vacuum
     specimen = cell_statistics.specimen_psd / real_statistics.specimen_psd
     assert np.all((specimen[:14] > 1 / 3) & (specimen[:14] < 3)), specimen
 
