@@ -62,7 +62,7 @@ class PhantomConfig:
     membrane_sheets: int = 0  # ER-like cisternae (two parallel membranes) crossing the slab
     sheet_lumen: float = 500.0  # Å between the two membranes of a cisterna
     particles_on_sheets: float = 0.0  # share of the first class placed on the sheets' outer faces
-    noise_psd: tuple = ()  # radial noise power at (i + 0.5) / 32 cycles/px; () = Gaussian-correlated
+    noise_psd: tuple = ()  # n radial noise powers at (i + 0.5) / 2n cycles/px; () = Gaussian-correlated
     quantisation_bits: int = 0  # quantise the final values to 2**bits levels over their range; 0 = off
 
 
@@ -359,7 +359,7 @@ def _add_membrane_sheets(config, density, labels, rng, placer, truth, next_label
         binormal = np.cross(normal, tangent)
         centre = np.array([nx, ny, 0.0]) * rng.uniform(0.3, 0.7, 3) + [0, 0, (z0 + z1) / 2]
         curvature = rng.uniform(-1, 1) * px / 3000.0  # radius of curvature ≥ 3000 Å
-        offsets = (x - centre[0], y - centre[1], z - centre[2])
+        offsets = tuple((axis - c).astype(np.float32) for axis, c in zip((x, y, z), centre))
         along = sum(t * o for t, o in zip(tangent, offsets))
         distance = _sheet_distance(sum(n * o for n, o in zip(normal, offsets)), along, curvature)
         density[z0:z1] += (_bilayer(distance - half_lumen, half_bilayer, leaflet_sigma, config.membrane_density)
