@@ -49,6 +49,7 @@ class PhantomConfig:
     gold_density: float = 8.0  # × particle density
     contamination: bool = True
     texture_amplitude: float = 0.25  # crowded-cytoplasm texture inside the ice, × particle density
+    texture_correlation: float = 2.0  # Gaussian σ of that texture in voxels
     noise_std: float = 0.6  # × particle density, after band limiting
     defocus: float = 0.0  # µm underfocus of a 300 kV phase-contrast transfer applied to the signal; 0 = off
     amplitude_contrast: float = 0.07  # share of amplitude contrast in that transfer
@@ -84,12 +85,13 @@ CELL_NOISE_FILTER = (2.165, 2.867, 1.587, 1.482, 1.535, 1.316, 1.457, 1.154, 1.0
                      0.119, 0.04)
 # The rest was chosen so that tomostats.measure_tomogram gives tomo9's numbers (bench/phantom_vs_real.py):
 # an 8 µm underfocus with an effective amplitude contrast of 0.3 (tomograms are usually deconvolved,
-# which restores low frequencies) makes particles dark blobs with light fringes; gold sets the 8-bit range.
+# which restores low frequencies) makes particles dark blobs with light fringes; gold sets the 8-bit range;
+# a fine (1 voxel) crowding texture gives the specimen's mid-frequency clutter.
 CELL = PhantomConfig(
     voxel_size=CELL_VOXEL_SIZE, ice_fraction=0.4, particle_diameters=(270.0,), particles_per_class=(1,),
     sphere_vesicle_radii=(300.0,), ellipsoid_vesicle_radii=(), proteins_per_vesicle=6, filament=False,
-    gold_beads=2, gold_density=20.0, membrane_density=0.8, texture_amplitude=0.15, defocus=8.0,
-    amplitude_contrast=0.3, blur=20.0, noise_std=0.06, missing_wedge=60.0, object_gap=30.0,
+    gold_beads=2, gold_density=20.0, membrane_density=0.8, texture_amplitude=0.25, texture_correlation=1.0,
+    defocus=8.0, amplitude_contrast=0.3, blur=20.0, noise_std=0.066, missing_wedge=60.0, object_gap=30.0,
     touching_fraction=0.4, membrane_sheets=1, sheet_lumen=400.0, particles_on_sheets=0.3,
     noise_psd=CELL_NOISE_FILTER, quantisation_bits=8)
 
@@ -511,7 +513,8 @@ def _add_contamination(config, density, rng, placer, truth):
 
 def _texture(config, rng, ice_z):
     """Faint crowded-cytoplasm texture, only inside the ice slab."""
-    texture = ndimage.gaussian_filter(rng.standard_normal(config.shape_zyx, dtype=np.float32), 2.0)
+    texture = ndimage.gaussian_filter(rng.standard_normal(config.shape_zyx, dtype=np.float32),
+                                      config.texture_correlation)
     texture *= config.texture_amplitude / max(float(texture.std()), 1e-12)
     texture[:ice_z[0]] = 0
     texture[ice_z[1]:] = 0
@@ -543,7 +546,7 @@ def apply_missing_wedge(volume, max_tilt_degrees):
     return np.fft.irfftn(spectrum, s=volume.shape).astype(np.float32)
 
 
-def cell_config(voxel_size=CELL_VOXEL_SIZE, shape_zyx=(96, 128, 128), ribosomes_per_um3=7000.0,
+def cell_config(voxel_size=CELL_VOXEL_SIZE, shape_zyx=(96, 128, 128), ribosomes_per_um3=6000.0,
                 **overrides):
     """The 'cell' preset: a crowded cytoplasm slab imitating a FIB-milled lamella (EMPIAR-11658
     tomogram 9): 270 Å ribosome-like particles at ``ribosomes_per_um3`` of specimen, many touching
