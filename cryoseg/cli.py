@@ -16,12 +16,15 @@ def _add_phantom(subparsers):
     parser = subparsers.add_parser(
         'phantom', help='write synthetic tomograms with their ground truth (MRC + JSON + STAR)')
     parser.add_argument('outdir', help='folder that receives TS_01.mrc, TS_01_truth.json, ...')
-    parser.add_argument('--size', choices=['small', 'bench'], default='small',
-                        help="'small' (256x256x128, for tests) or 'bench' (512x512x256)")
+    parser.add_argument('--size', choices=['small', 'bench', 'cell'], default='small',
+                        help="'small' (256x256x128, for tests), 'bench' (512x512x256) or 'cell' (a crowded "
+                             "cellular lamella like EMPIAR-11658 tomogram 9: 270 Å ribosomes, 31.36 Å/px, "
+                             "128x128x96, 60° wedge, 8-bit values)")
     parser.add_argument('--seed', type=int, default=0, help='random seed of the first tomogram')
     parser.add_argument('--count', type=int, default=1, help='number of tomograms')
-    parser.add_argument('--missing-wedge', type=float, default=0.0, metavar='DEG',
-                        help='maximum tilt angle of the simulated tilt series; 0 = no wedge')
+    parser.add_argument('--missing-wedge', type=float, default=None, metavar='DEG',
+                        help="maximum tilt angle of the simulated tilt series; 0 = no wedge; default 0, "
+                             "60 for 'cell'")
     parser.add_argument('--contrast', choices=['dark', 'light'], default='dark')
     parser.set_defaults(func=_run_phantom)
 
@@ -31,8 +34,9 @@ def _run_phantom(args):
 
     if args.count < 1:
         raise CryoSegInputError('--count must be at least 1')
+    wedge = {} if args.missing_wedge is None else {'missing_wedge': args.missing_wedge}
     truths = write_sample_data(args.outdir, count=args.count, size=args.size, seed=args.seed,
-                               missing_wedge=args.missing_wedge, contrast=args.contrast)
+                               contrast=args.contrast, **wedge)
     for ts_id, truth in truths.items():
         print(f"{ts_id}: {truth.shape_xyz[0]}x{truth.shape_xyz[1]}x{truth.shape_xyz[2]} voxels of "
               f"{truth.voxel_size} Å, {len(truth.particles)} particles, {len(truth.vesicles)} vesicles, "

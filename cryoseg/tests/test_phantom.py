@@ -6,6 +6,8 @@ from scipy import ndimage
 from cryoseg.core.mrcio import read_volume
 from cryoseg.core.phantom import (PhantomError, make_phantom, phantom_config, read_truth,
                                   write_sample_data)
+from cryoseg.core.tomostats import measure_tomogram
+from cryoseg.tests.realdata import RIBOSOME_DIAMETER_A, load_tomo9
 
 
 @pytest.fixture(scope='module')
@@ -83,7 +85,8 @@ def test_spherical_vesicle_normals_are_radial(phantom):
     sphere = next(v for v in phantom.truth.vesicles if v['kind'] == 'sphere')
     for protein in (p for p in phantom.truth.membrane_proteins if p['vesicle'] == sphere['id']):
         radial = np.asarray(protein['surface_point']) - sphere['centre']
-        assert np.degrees(np.arccos(radial @ protein['normal'] / np.linalg.norm(radial))) < 1e-6
+        cosine = np.clip(radial @ protein['normal'] / np.linalg.norm(radial), -1, 1)  # rounding can pass 1
+        assert np.degrees(np.arccos(cosine)) < 1e-6
 
 
 def test_filament_subunits_follow_the_rise(phantom):
@@ -122,3 +125,107 @@ def test_sample_data_files_match_the_truth(tmp_path):
     rows = [r for r in table if r.cryosegClass.startswith('particle')]
     assert len(rows) == len(truth.particles)
     assert rows[0].rlnCoordinateX == pytest.approx(truth.particles[0]['centre'][0], abs=1e-5)
+
+
+# The cell preset against the real tomogram (EMPIAR-11658 tomogram 9), both measured by
+# tomostats.measure_tomogram; the tolerances are the README's table with some margin.
+
+@pytest.fixture(scope='module')
+def cell():
+    return make_phantom(phantom_config('cell'))
+
+
+@pytest.fixture(scope='module')
+def cell_statistics(cell):
+    return measure_tomogram(cell.volume, cell.truth.voxel_size, _centres_zyx(cell.truth),
+                            RIBOSOME_DIAMETER_A, contrast=cell.truth.contrast)
+
+
+@pytest.fixture(scope='module')
+def real_statistics():
+    real = load_tomo9()
+    return measure_tomogram(real.volume, real.angpix, real.particles_zyx, RIBOSOME_DIAMETER_A)
+
+
+def _centres_zyx(truth):
+    return np.array([p['centre'][::-1] for p in truth.particles])
+
+
+def test_cell_noise_spectrum_has_the_real_shape(cell_statistics, real_statistics):
+    np.testing.assert_allclose(cell_statistics.frequencies, real_statistics.frequencies)
+    ratio = cell_statistics.noise_psd / real_statistics.noise_psd
+    assert np.all((ratio[3:] > 1 / 1.2) & (ratio[3:] < 1.2)), ratio  # above 1/300 Å
+    assert np.all(ratio[:3] < 2.3), ratio  # the slab's own structure reaches into the thin vacuum
+    specimen = cell_statistics.specimen_psd / real_statistics.specimen_psd
+    assert np.all((specimen > 1 / 2.3) & (specimen < 2.3)), specimen
+
+
+def test_cell_contrast_and_crowding_match_the_real_tomogram(cell_statistics, real_statistics):
+    cell, real = cell_statistics, real_statistics
+    assert cell.cnr == pytest.approx(real.cnr, rel=0.35)
+    assert cell.specimen_std_ratio == pytest.approx(real.specimen_std_ratio, rel=0.3)
+    assert cell.specimen_fraction == pytest.approx(real.specimen_fraction, abs=0.15)
+    assert cell.blob_density == pytest.approx(real.blob_density, rel=0.5)
+    assert cell.blob_touching_fraction == pytest.approx(real.blob_touching_fraction, abs=0.25)
+    assert cell.quantisation_step == pytest.approx(real.quantisation_step, rel=0.5)
+    # the real annotation is not exhaustive: its density and touching share are lower bounds
+    assert real.particle_density < cell.particle_density < cell.blob_density
+    assert cell.touching_fraction > max(0.5, real.touching_fraction)
+
+
+def test_cell_ground_truth_is_consistent(cell):
+    truth, px = cell.truth, cell.truth.voxel_size
+    config = phantom_config('cell')
+    assert len(truth.particles) == config.particles_per_class[0]
+    assert {p['cls'] for p in truth.particles} == {0}
+    assert {p['diameter'] for p in truth.particles} == {RIBOSOME_DIAMETER_A}
+    radius = RIBOSOME_DIAMETER_A / 2 / px
+    centres = np.array([p['centre'] for p in truth.particles])  # x, y, z
+    distance = np.linalg.norm(centres[:, None] - centres[None], axis=-1) + np.eye(len(centres)) * 1e9
+    assert distance.min() > 2 * radius  # touching, never overlapping
+    assert np.all(centres[:, 2] - radius >= truth.ice_z[0]) and np.all(centres[:, 2] + radius <= truth.ice_z[1])
+    assert np.all(centres[:, :2] >= radius) and np.all(centres[:, :2] <= np.array(truth.shape_xyz[:2]) - radius)
+    for particle in truth.particles[::7]:
+        voxels = np.count_nonzero(cell.labels == particle['id'])
+        assert abs((6 * voxels / np.pi) ** (1 / 3) - radius * 2) < 1.0
+    values = np.unique(cell.volume)
+    assert len(values) <= 256  # 8-bit values
+    smooth = ndimage.gaussian_filter(cell.volume, radius / 2)
+    assert np.mean([smooth[_zyx(p['centre'])] for p in truth.particles]) < np.median(smooth) - 0.5 * smooth.std()
+
+
+def test_cell_particles_line_the_cisterna(cell):
+    truth, px = cell.truth, cell.truth.voxel_size
+    (sheet,) = truth.membranes
+    lining = {p['id']: p for p in truth.particles if p['id'] in sheet['particles']}
+    assert len(lining) >= 0.25 * len(truth.particles)
+    leaflet_sigma = max(px * 0.8, 6.0) / px
+    expected = (sheet['lumen'] + sheet['membrane_thickness']) / 2 / px + leaflet_sigma + RIBOSOME_DIAMETER_A / 2 / px
+    for particle in lining.values():
+        offset = np.asarray(particle['centre']) - sheet['centre']
+        along, curvature = offset @ sheet['tangent'], sheet['curvature'] * px
+        signed = (offset @ sheet['normal'] + curvature * along ** 2 / 2) / np.sqrt(1 + (curvature * along) ** 2)
+        assert abs(abs(signed) - expected) < 0.5
+    assert {np.sign(offset) for offset in [(np.asarray(p['centre']) - sheet['centre']) @ sheet['normal']
+                                           for p in lining.values()]} == {-1.0, 1.0}  # both faces
+
+
+def test_cell_preset_keeps_the_density_at_any_voxel_size():
+    for voxel_size, shape in [(31.36, (96, 128, 128)), (15.68, (64, 200, 200)), (8.0, (100, 300, 300))]:
+        config = phantom_config('cell', voxel_size=voxel_size, shape_zyx=shape)
+        slab_um3 = config.ice_fraction * np.prod(shape) * (voxel_size * 1e-4) ** 3
+        assert config.particles_per_class[0] / slab_um3 == pytest.approx(6000, rel=0.05)
+        assert config.particle_diameters == (RIBOSOME_DIAMETER_A,)
+
+
+def test_cell_sample_data_is_deterministic_and_written_with_its_truth(tmp_path, cell):
+    truths = write_sample_data(tmp_path, count=1, size='cell', seed=0)
+    volume, info = read_volume(tmp_path / 'TS_01.mrc')
+    assert info.voxel_size == pytest.approx((31.36,) * 3)
+    np.testing.assert_array_equal(volume, cell.volume)
+    assert read_truth(tmp_path / 'TS_01_truth.json').to_json() == truths['TS_01'].to_json() == cell.truth.to_json()
+
+
+def test_quantisation_is_optional():
+    config = phantom_config('cell', shape_zyx=(64, 64, 64), quantisation_bits=0, sphere_vesicle_radii=())
+    assert len(np.unique(make_phantom(config).volume)) > 10000
