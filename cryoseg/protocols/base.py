@@ -138,7 +138,8 @@ class ProtCryoSegBase(EMProtocol, ProtTomoBase):
 
 
 class ProtCryoSegPerTomogram(ProtCryoSegBase):
-    """Base class (not a protocol users see) for per-tomogram parallel processing."""
+    """Base class (not a protocol users see) for per-tomogram parallel processing. Crash safety
+    follows the rule of the module docstring: the run folder's files are the truth."""
     _label = None
     stepsExecutionMode = STEPS_PARALLEL
     JOURNAL_NAME = 'run_journal.json'
