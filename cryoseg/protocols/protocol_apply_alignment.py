@@ -84,6 +84,11 @@ class ProtCryoSegApplyAlignment(ProtCryoSegPerTomogram):
         self._appendToOutput(self.OUTPUT_SUBTOMOGRAMS, create, fill, tsId)
 
     def closeOutputStep(self):
+        if getattr(self, self.OUTPUT_AVERAGE, None) is None:  # the close step runs again at each Continue
+            self._defineAverage()
+        super().closeOutputStep()
+
+    def _defineAverage(self):
         average = RunningAverage()
         for tsId in self._tsIdsToProcess():
             if tsId not in self.getFailures() and os.path.exists(self._partialSumPath(tsId)):
@@ -97,7 +102,6 @@ class ProtCryoSegApplyAlignment(ProtCryoSegPerTomogram):
             result.setSamplingRate(inputSet.getSamplingRate())
             self._defineOutputs(**{self.OUTPUT_AVERAGE: result})
             self._defineSourceRelation(self.inputSubtomograms, result)
-        super().closeOutputStep()
 
     # ----------------------------------------------------------------------------------- info
     def _validate(self):

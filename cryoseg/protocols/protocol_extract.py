@@ -33,6 +33,7 @@ class ProtCryoSegExtract(ProtCryoSegPerTomogram):
     _label = 'extract subtomograms'
     OUTPUT_NAME = 'subtomograms'
     _possibleOutputs = {OUTPUT_NAME: SetOfSubTomograms}
+    JOURNALED_ATTRIBUTES = ProtCryoSegPerTomogram.JOURNALED_ATTRIBUTES + ('skippedParticles',)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -364,7 +364,7 @@ class ProtCryoSegDetectParticles(_ApplyModel):
                    header='label x_px y_px z_px x_A y_A z_A score voxels')
 
     def registerTomogram(self, tsId):
-        table = np.loadtxt(self._tablePath(tsId), ndmin=2)
+        table = np.loadtxt(self._tablePath(tsId), ndmin=2).reshape(-1, 9)  # (0, 9) without particles
         tomo = self._tomograms()[tsId]
         sampling = tomo.getSamplingRate()
 

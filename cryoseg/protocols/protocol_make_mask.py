@@ -27,6 +27,8 @@ class ProtCryoSegMakeMask(MaskOutputMixin, ProtCryoSegPerTomogram):
     structure and edge strength. Both can be intersected and cleaned up. The output masks (8-bit,
     1 = keep) have the dimensions, sampling and tilt-series id of their tomograms."""
     _label = 'make mask'
+    JOURNALED_ATTRIBUTES = ProtCryoSegPerTomogram.JOURNALED_ATTRIBUTES + ('maskStats',)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.maskStats = String('{}')

@@ -38,6 +38,7 @@ class ProtCryoSegModelWorkflow(ProtCryoSegPerTomogram):
     OUTPUT_NAME = 'coordinates'
     FAILED_NAME = 'failedMeshes'
     _possibleOutputs = {OUTPUT_NAME: SetOfCoordinates3D, FAILED_NAME: SetOfMeshes}
+    JOURNALED_ATTRIBUTES = ProtCryoSegPerTomogram.JOURNALED_ATTRIBUTES + ('fitReport',)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -196,7 +197,8 @@ class ProtCryoSegModelWorkflow(ProtCryoSegPerTomogram):
 
     def _recordReport(self, rows):
         with self._lock:
-            report = json.loads(self.fitReport.get() or '[]') + rows
+            redone = {row['tsId'] for row in rows}  # a tomogram processed again after a kill replaces its rows
+            report = [row for row in json.loads(self.fitReport.get() or '[]') if row['tsId'] not in redone] + rows
             report.sort(key=lambda row: (row['tsId'], row['group']))
             self.fitReport.set(json.dumps(report))
             self._store(self.fitReport)

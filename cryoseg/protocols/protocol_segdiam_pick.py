@@ -34,6 +34,7 @@ class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
     _label = 'segdiam pick'
     OUTPUT_NAME = 'coordinates'
     _possibleOutputs = {OUTPUT_NAME: SetOfCoordinates3D, 'boxSize': Integer, 'maskDiameter': Float}
+    JOURNALED_ATTRIBUTES = ProtCryoSegPerTomogram.JOURNALED_ATTRIBUTES + ('estimateMessage',)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
