@@ -44,30 +44,35 @@ def dice_loss(probability, target, eps=1.0):
 
 
 def nnpu_loss(logits, positive, weights, prior_factor):
-    """Non-negative positive–unlabelled risk (Kiryo et al. 2017, Algorithm 1 with β = 0, γ = 1) of
-    voxel logits, with the logistic loss. ``positive``: 1 on voxels of annotated particles, whose
-    logits form the positive sample; all voxels of weight 1 (annotated or not) form the unlabelled
-    sample, drawn from the mixture of particles and background; voxels of weight 0 are ignored.
+    """Class-balanced non-negative positive–unlabelled risk (Kiryo et al. 2017, Algorithm 1 with
+    β = 0, γ = 1; balanced as in Su et al. 2021) of voxel logits, with the logistic loss.
+    ``positive``: 1 on voxels of annotated particles, whose logits form the positive sample; all
+    voxels of weight 1 (annotated or not) form the unlabelled sample, drawn from the mixture of
+    particles and background; voxels of weight 0 are ignored.
 
     The class prior π (the fraction of voxels inside particles) comes from the batch: if the annotated
     particles are 1 in ``prior_factor`` of those present and the others are spread like them,
-    π = ``prior_factor`` × f, f the annotated voxel fraction. With ``prior_factor`` 1 the risk is
-    the plain cross-entropy of annotated particles against everything else. Plain cross-entropy
-    teaches every unannotated particle as background (a detector trained on 53 of a tomogram's
-    ribosomes finds only those); the unlabelled risk less the particles' share of it (π times the
-    annotated voxels' risk as negatives) estimates the background's risk, and clipping that at 0
-    keeps a flexible network from driving it below zero by memorising the unlabelled set.
+    π = ``prior_factor`` × f, f the annotated voxel fraction. Plain cross-entropy teaches every
+    unannotated particle as background (a detector trained on 53 of a tomogram's ribosomes finds only
+    those); here the unlabelled risk less the particles' share of it (π times the annotated voxels'
+    risk as negatives), divided by 1 − π, estimates the background's mean risk, and clipping it at 0
+    keeps a flexible network from driving it below zero by memorising the unlabelled set. Particles
+    fill a few percent of a tomogram: the particle and background risks are weighted equally, so
+    that a probability of 0.5 separates them (with ``prior_factor`` 1 the risk is the class-balanced
+    cross-entropy of annotated particles against everything else).
 
     Returns ``(loss to minimise, clipped risk to report)``.
 
     References: R. Kiryo, G. Niu, M. C. du Plessis, M. Sugiyama, Positive-unlabeled learning with
-    non-negative risk estimator, NeurIPS 2017; T. Bepler et al., Positive-unlabeled convolutional
-    neural networks for particle picking in cryo-electron micrographs, Nat. Methods 16:1153 (2019).
+    non-negative risk estimator, NeurIPS 2017; G. Su, W. Chen, M. Xu, Positive-unlabeled learning
+    from imbalanced data, IJCAI 2021; T. Bepler et al., Positive-unlabeled convolutional neural
+    networks for particle picking in cryo-electron micrographs, Nat. Methods 16:1153 (2019).
 
     >>> import torch
     >>> logits, positive = torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1.0, 0.0, 0.0, 0.0])
     >>> loss, risk = nnpu_loss(logits, positive, torch.ones(4), 1.0)
-    >>> bool(torch.isclose(risk, F.binary_cross_entropy_with_logits(logits, positive)))
+    >>> balanced = 0.5 * F.softplus(-logits[0]) + 0.5 * F.softplus(logits[1:]).mean()
+    >>> bool(torch.isclose(risk, balanced))
     True
     """
     labelled = positive * weights
@@ -75,10 +80,11 @@ def nnpu_loss(logits, positive, weights, prior_factor):
     prior = (prior_factor * labelled.sum() / n_all).clamp(max=0.9).detach()
     as_positive, as_negative = F.softplus(-logits), F.softplus(logits)
     risk_positive = (as_positive * labelled).sum() / n_labelled
-    risk_negative = (as_negative * weights).sum() / n_all - prior * (as_negative * labelled).sum() / n_labelled
+    risk_negative = ((as_negative * weights).sum() / n_all
+                     - prior * (as_negative * labelled).sum() / n_labelled) / (1 - prior)
     if risk_negative.item() < 0:  # overfitting: step back up the negative risk instead
-        return -risk_negative, prior * risk_positive
-    risk = prior * risk_positive + risk_negative
+        return -risk_negative, 0.5 * risk_positive
+    risk = 0.5 * (risk_positive + risk_negative)
     return risk, risk
 
 

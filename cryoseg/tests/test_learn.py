@@ -219,7 +219,7 @@ def test_seed_unet_shapes_and_heads():
     assert torch.allclose(out[:, 0], torch.sigmoid(raw[:, 0])) and torch.allclose(out[:, 1], torch.relu(raw[:, 1]))
 
 
-def test_nnpu_loss_reduces_to_cross_entropy_and_spares_unlabelled_particles():
+def test_nnpu_loss_reduces_to_balanced_cross_entropy_and_spares_unlabelled_particles():
     from cryoseg.learn.training import nnpu_loss
 
     torch.manual_seed(1)
@@ -228,22 +228,25 @@ def test_nnpu_loss_reduces_to_cross_entropy_and_spares_unlabelled_particles():
     weights = torch.ones_like(logits)
     weights[1] = 0  # ignored voxels change nothing
     loss, risk = nnpu_loss(logits, positive, weights, 1.0)
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[0], positive[0])
+    inside = positive[0] > 0
+    expected = 0.5 * (torch.nn.functional.softplus(-logits[0][inside]).mean()
+                      + torch.nn.functional.softplus(logits[0][~inside]).mean())
     assert torch.isclose(risk, expected) and torch.isclose(loss, expected)
-    # 10 annotated particle voxels, 20 unannotated ones that look the same (logit a), 970 background
-    # voxels (logit -5): the best a under cross-entropy calls particles 1/3 likely (the annotated
-    # share); with the right prior (1 in 3 annotated) particles are particles
+
+    # 10 annotated particle voxels, 90 unannotated ones that look the same (logit a), 900 background
+    # voxels (logit -5): the best a under cross-entropy leaves the particles 1 / (1 + 90/990) likely;
+    # with the right prior (1 in 10 annotated) particles are particles
     def best_probability(factor):
-        grid = torch.linspace(-6, 6, 241)
+        grid = torch.linspace(-8, 8, 321)
         risks = []
         for a in grid:
-            z = torch.cat([torch.full((30,), float(a)), torch.full((970,), -5.0)])
+            z = torch.cat([torch.full((100,), float(a)), torch.full((900,), -5.0)])
             marks = torch.cat([torch.ones(10), torch.zeros(990)])
             risks.append(nnpu_loss(z, marks, torch.ones(1000), factor)[1])
         return torch.sigmoid(grid[int(torch.argmin(torch.stack(risks)))]).item()
 
-    assert best_probability(1.0) == pytest.approx(1 / 3, abs=0.02)
-    assert best_probability(3.0) > 0.99
+    assert best_probability(1.0) == pytest.approx(1 / (1 + 90 / 990), abs=0.01)
+    assert best_probability(10.0) > 0.999
     # a network that already calls too much of the unlabelled set negative gets the risk back up
     few = torch.zeros(1, 1, 4, 4, 4)
     few[0, 0, 0, 0, :2] = 1
