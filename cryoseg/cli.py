@@ -335,6 +335,11 @@ def _add_segdiam_pick(subparsers):
     parser.add_argument('--min-peak', type=float, default=5.0,
                         help='keep blobs whose brightest voxel stands this many robust σ above the low-passed '
                              'tomogram; fainter blobs are noise or ice texture (default 5; 0 keeps all)')
+    parser.add_argument('--no-split', action='store_true',
+                        help="SIMPLE's picker alone: do not split touching particles by blob seeds and a watershed")
+    parser.add_argument('--min-seed', type=float, default=9.0,
+                        help='a particle centre stands this many robust σ above the band-passed tomogram '
+                             '(default 9, for cellular tomograms; lower it for sparse, faint particles)')
     parser.set_defaults(func=_run_segdiam_pick)
 
 
@@ -348,7 +353,8 @@ def _run_segdiam_pick(args):
     if args.mask and len(args.mask) != len(args.tomograms):
         raise CryoSegInputError(f'give one --mask per tomogram ({len(args.tomograms)}), not {len(args.mask)}')
     settings = PickSettings(working_size=args.working_size, contrast=args.contrast, lowpass=args.lowpass,
-                            diameter_range=tuple(args.diameter_range), min_peak=args.min_peak)
+                            diameter_range=tuple(args.diameter_range), min_peak=args.min_peak,
+                            split=not args.no_split, min_seed=args.min_seed)
     picked, pixel_sizes = {}, set()
     for index, path in enumerate(args.tomograms):
         mask = read_volume(args.mask[index], dtype='uint8')[0] if args.mask else None

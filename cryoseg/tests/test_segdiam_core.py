@@ -193,7 +193,7 @@ def test_statistics_reject_gold_and_debris(balls_3d):
 def test_noise_free_disks_policy_bias_and_equal_area_2d():
     volume, truth = ball_volume((200, 200), 4.0, [(40.0, 1, 1.0), (60.0, 1, 1.0), (100.0, 1, 1.0),
                                                   (150.0, 1, 1.0)], noise=0.0, seed=4, dark=False)
-    settings = dict(contrast='light', lowpass=0.0, foreground_fraction=0.17)
+    settings = dict(contrast='light', lowpass=0.0, foreground_fraction=0.17, split=False)
     unbiased = pick_components(volume, 4.0, PickSettings(**settings), gate=False)
     policy = pick_components(volume, 4.0, PickSettings(estimator='policy', **settings), gate=False)
     for found in (unbiased, policy):
