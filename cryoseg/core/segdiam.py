@@ -218,16 +218,30 @@ def _measure(labels, count, work, scale, working_size, estimator):
     return _to_input_xyz(centres, scale), np.asarray(d3) * working_size, np.asarray(dxy) * working_size, score, peak
 
 
+@dataclass
+class BlobSeeds:
+    """Seeds of :func:`blob_seeds`: ``labels`` int32 (0 background, 1..n seeds, usually one voxel each),
+    ``centres`` (n, ndim) sub-voxel positions (indices of the volume's axes) and ``strength`` (n,) in
+    robust σ of the band-passed volume."""
+    labels: np.ndarray
+    centres: np.ndarray
+    strength: np.ndarray
+
+    def __len__(self):
+        return len(self.strength)
+
+
 def blob_seeds(signal, diameter, min_seed, allowed=None):
-    """Particle centres of ``diameter`` (px): local maxima of a difference of Gaussians tuned to that
-    diameter that stand ``min_seed`` robust σ (of the band-passed volume) above its background.
+    """Centres of bright particles of ``diameter`` (px): the local maxima of a difference of Gaussians
+    tuned to that diameter that stand ``min_seed`` robust σ (of the band-passed volume) above its
+    background; a :class:`BlobSeeds`.
 
     The Laplacian of Gaussian responds most at the centre of a ball of radius r for σ = r/√ndim
     (Lindeberg 1998); its difference-of-Gaussians approximation (σ and 1.6σ) is a band-pass that
     keeps touching particles apart, since the dip between two particles is darker than their centres
-    at that scale. Maxima closer than about half a radius are merged (one per window of r/2 each
-    side); touching particles lie a diameter apart and stay separate. Returns an int32 label image of
-    the seeds (1..n, usually one voxel each) and n.
+    at that scale. One maximum is kept per window of r/2 each side; touching particles lie a diameter
+    apart and stay separate. Positions are refined to sub-voxel by a parabola through the maximum and
+    its two neighbours along each axis. ``allowed`` (boolean, same shape) restricts the seeds.
 
     References
     ----------
@@ -235,10 +249,10 @@ def blob_seeds(signal, diameter, min_seed, allowed=None):
 
     Examples
     --------
-    >>> ball = (np.indices((24, 24, 24)) - 12.0) ** 2
-    >>> seeds, count = blob_seeds((ball.sum(0) <= 16).astype(float), diameter=8, min_seed=1)
-    >>> count, np.argwhere(seeds)[0].tolist()
-    (1, [12, 12, 12])
+    >>> ball = ((np.indices((24, 24, 24)) - 12.0) ** 2).sum(0) <= 16
+    >>> seeds = blob_seeds(ball.astype(float), diameter=8, min_seed=1)
+    >>> len(seeds), seeds.centres.round(2).tolist()
+    (1, [[12.0, 12.0, 12.0]])
     """
     signal = np.asarray(signal, np.float32)
     radius = diameter / 2.0
@@ -250,23 +264,38 @@ def blob_seeds(signal, diameter, min_seed, allowed=None):
     peaks = (band == ndimage.maximum_filter(band, size=window)) & (band >= min_seed * noise) & (band > 0)
     if allowed is not None:
         peaks &= allowed
-    return ndimage.label(peaks, ndimage.generate_binary_structure(band.ndim, band.ndim))
+    labels, count = ndimage.label(peaks, ndimage.generate_binary_structure(band.ndim, band.ndim))
+    first = np.array([[s.start for s in box] for box in ndimage.find_objects(labels)], int).reshape(-1, band.ndim)
+    centres = first.astype(float)
+    for axis in range(band.ndim):
+        inner = (first[:, axis] > 0) & (first[:, axis] < band.shape[axis] - 1)
+        at = first[inner]
+        below, above = at.copy(), at.copy()
+        below[:, axis] -= 1
+        above[:, axis] += 1
+        low, mid, high = (band[tuple(a.T)].astype(float) for a in (below, at, above))
+        curvature = low - 2 * mid + high
+        with np.errstate(invalid='ignore', divide='ignore'):
+            offset = np.where(curvature < 0, 0.5 * (low - high) / curvature, 0.0)
+        centres[inner, axis] += np.clip(offset, -0.5, 0.5)
+    return BlobSeeds(labels, centres, band[tuple(first.T)] / noise)
 
 
 def _split_at_scale(signal, work, allowed, diameter_px, scale, working_size, min_seed):
     """Watershed of the low-passed volume inside the foreground, from blob seeds at the particle scale:
     touching particles become one region each. Positions are the seeds'; diameters (equal volume and
     largest equal-area xy section) are the regions'."""
-    seeds, count = blob_seeds(signal, diameter_px, min_seed, allowed)
-    labels = watershed(-work, seeds, mask=allowed)
-    xyz, d3, dxy, score, peak = _measure(labels, count, work, scale, working_size, 'equal_volume')
-    if count:
-        voxels = np.nonzero(seeds)
-        sizes = np.bincount(seeds[voxels], minlength=count + 1)[1:]
-        centres = np.stack([np.bincount(seeds[voxels], weights=axis, minlength=count + 1)[1:] / sizes
-                            for axis in voxels], axis=1)
-        xyz = _to_input_xyz(centres, scale)
-    return xyz, d3, dxy, score, peak
+    seeds = blob_seeds(signal, diameter_px, min_seed, allowed)
+    labels = watershed(-work, seeds.labels, mask=allowed)
+    # each region down to half its mean contrast (the background is at 0), as the unsplit picker's
+    # half-maximum re-growth: the extent then depends little on the threshold that found it
+    count = len(seeds)
+    owner = labels.ravel()
+    level = 0.5 * np.bincount(owner, weights=work.ravel(), minlength=count + 1) / np.maximum(
+        np.bincount(owner, minlength=count + 1), 1)
+    labels = np.where(work >= level[labels], labels, 0)
+    xyz, d3, dxy, score, peak = _measure(labels, len(seeds), work, scale, working_size, 'equal_volume')
+    return _to_input_xyz(seeds.centres, scale), d3, dxy, score, peak
 
 
 def _median_particle_diameter(diameters, working_size):
