@@ -294,7 +294,7 @@ def _split_at_scale(signal, work, allowed, diameter_px, scale, working_size, min
     level = 0.5 * np.bincount(owner, weights=work.ravel(), minlength=count + 1) / np.maximum(
         np.bincount(owner, minlength=count + 1), 1)
     labels = np.where(work >= level[labels], labels, 0)
-    xyz, d3, dxy, score, peak = _measure(labels, len(seeds), work, scale, working_size, 'equal_volume')
+    _, d3, dxy, score, peak = _measure(labels, len(seeds), work, scale, working_size, 'equal_volume')
     return _to_input_xyz(seeds.centres, scale), d3, dxy, score, peak
 
 
