@@ -330,7 +330,8 @@ def _add_segdiam_pick(subparsers):
     parser.add_argument('--hac', action='store_true', help='cluster diameters by HAC instead of 10-cluster k-means')
     parser.add_argument('--contrast', choices=['dark', 'light'], default='dark', help='particle contrast')
     parser.add_argument('--lowpass', type=float, default=60.0,
-                        help='low-pass resolution in Å, about a third to half of the particle diameter (default 60)')
+                        help='low-pass resolution in Å, about a third to half of the particle diameter (default 60; '
+                             'never finer than 4 working pixels, twice the Nyquist period)')
     parser.add_argument('--working-size', type=float, default=4.0, help='working pixel size in Å (default 4)')
     parser.add_argument('--min-peak', type=float, default=5.0,
                         help='keep blobs whose brightest voxel stands this many robust σ above the low-passed '
