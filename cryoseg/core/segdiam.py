@@ -49,6 +49,7 @@ NYQUIST_LOWPASS = 4.0  # working px: the low-pass never resolves finer than twic
 DOG_RATIO = 1.6  # σ2/σ1 of the difference of Gaussians approximating the Laplacian of Gaussian
 SCALE_ROUNDS = 3  # re-centre the blob detector on the measured median diameter at most this often
 SCALE_TOLERANCE = 0.05  # ... until the median moves by less than this fraction
+REGION_LEVEL = 0.5  # a split region reaches down to this fraction of its mean contrast
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,7 @@ def _split_at_scale(signal, work, allowed, diameter_px, scale, working_size, min
     # half-maximum re-growth: the extent then depends little on the threshold that found it
     count = len(seeds)
     owner = labels.ravel()
-    level = 0.5 * np.bincount(owner, weights=work.ravel(), minlength=count + 1) / np.maximum(
+    level = REGION_LEVEL * np.bincount(owner, weights=work.ravel(), minlength=count + 1) / np.maximum(
         np.bincount(owner, minlength=count + 1), 1)
     labels = np.where(work >= level[labels], labels, 0)
     _, d3, dxy, score, peak = _measure(labels, len(seeds), work, scale, working_size, 'equal_volume')
