@@ -24,7 +24,8 @@ ROUNDINGS = ['up', 'closest']
 class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
     """Finds blob-like particles in tomograms without a template and without knowing their size.
     Each tomogram is denoised at a working pixel size, thresholded and split into connected blobs;
-    every blob gets a centre and a diameter. The diameters of ALL tomograms are then clustered and
+    touching particles are then split by a blob detector tuned to the blobs' median diameter and a
+    watershed, so that every particle gets a centre and a diameter. The diameters of ALL tomograms are then clustered and
     the size populations that stand out (gold beads, contamination, debris, noise blobs) are
     rejected by robust z-scores, as in SIMPLE's segdiam picker. From the accepted particles the
     protocol derives a box size (px) and a mask diameter (Å) for the rest of the pipeline, and
