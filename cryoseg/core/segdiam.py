@@ -47,8 +47,8 @@ ESTIMATORS = ('equal_volume', 'policy')
 THRESHOLDS = ('kmeans', 'otsu')
 NYQUIST_LOWPASS = 4.0  # working px: the low-pass never resolves finer than twice the Nyquist period
 DOG_RATIO = 1.6  # σ2/σ1 of the difference of Gaussians approximating the Laplacian of Gaussian
-SCALE_ROUNDS = 2  # blob detections: at the first-pass median diameter, then once re-centred on the measured one
-SCALE_TOLERANCE = 0.05  # no second detection when the measured median lies this close to the first scale
+SCALE_ROUNDS = 3  # blob detections at most: at the first-pass median diameter, then re-centred on the measured one
+SCALE_TOLERANCE = 0.05  # ... until the measured median lies this close to the scale it was detected at
 REGION_LEVEL = 0.5  # a split region reaches down to this fraction of its mean contrast
 
 
