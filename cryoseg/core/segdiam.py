@@ -331,7 +331,7 @@ def pick_components(volume, voxel_size, settings=PickSettings(), mask=None, gate
     >>> len(found), round(float(found.diameter[0]))  # a 120 Å ball, split regions read it a little large
     (1, 128)
     >>> round(float(pick_components(-ball.astype(np.float32), 10.0, PickSettings(split=False)).diameter[0]))
-    120
+    118
     """
     settings.validate()
     volume = np.asarray(volume)
