@@ -459,11 +459,17 @@ def _add_segdiam_pick(subparsers):
     parser.add_argument('--hac', action='store_true', help='cluster diameters by HAC instead of 10-cluster k-means')
     parser.add_argument('--contrast', choices=['dark', 'light'], default='dark', help='particle contrast')
     parser.add_argument('--lowpass', type=float, default=60.0,
-                        help='low-pass resolution in Å, about a third to half of the particle diameter (default 60)')
+                        help='low-pass resolution in Å, about a third to half of the particle diameter (default 60; '
+                             'never finer than 4 working pixels, twice the Nyquist period)')
     parser.add_argument('--working-size', type=float, default=4.0, help='working pixel size in Å (default 4)')
     parser.add_argument('--min-peak', type=float, default=5.0,
                         help='keep blobs whose brightest voxel stands this many robust σ above the low-passed '
                              'tomogram; fainter blobs are noise or ice texture (default 5; 0 keeps all)')
+    parser.add_argument('--no-split', action='store_true',
+                        help="SIMPLE's picker alone: do not split touching particles by blob seeds and a watershed")
+    parser.add_argument('--min-seed', type=float, default=9.0,
+                        help='a particle centre stands this many robust σ above the band-passed tomogram '
+                             '(default 9, for cellular tomograms; lower it for sparse, faint particles)')
     parser.set_defaults(func=_run_segdiam_pick)
 
 
@@ -477,7 +483,8 @@ def _run_segdiam_pick(args):
     if args.mask and len(args.mask) != len(args.tomograms):
         raise CryoSegInputError(f'give one --mask per tomogram ({len(args.tomograms)}), not {len(args.mask)}')
     settings = PickSettings(working_size=args.working_size, contrast=args.contrast, lowpass=args.lowpass,
-                            diameter_range=tuple(args.diameter_range), min_peak=args.min_peak)
+                            diameter_range=tuple(args.diameter_range), min_peak=args.min_peak,
+                            split=not args.no_split, min_seed=args.min_seed)
     picked, pixel_sizes = {}, set()
     for index, path in enumerate(args.tomograms):
         mask = read_volume(args.mask[index], dtype='uint8')[0] if args.mask else None

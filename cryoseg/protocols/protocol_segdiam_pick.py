@@ -24,7 +24,8 @@ ROUNDINGS = ['up', 'closest']
 class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
     """Finds blob-like particles in tomograms without a template and without knowing their size.
     Each tomogram is denoised at a working pixel size, thresholded and split into connected blobs;
-    every blob gets a centre and a diameter. The diameters of ALL tomograms are then clustered and
+    touching particles are then split by a blob detector tuned to the blobs' median diameter and a
+    watershed, so that every particle gets a centre and a diameter. The diameters of ALL tomograms are then clustered and
     the size populations that stand out (gold beads, contamination, debris, noise blobs) are
     rejected by robust z-scores, as in SIMPLE's segdiam picker. From the accepted particles the
     protocol derives a box size (px) and a mask diameter (Å) for the rest of the pipeline, and
@@ -69,7 +70,8 @@ class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
                       help='Gaussian low-pass applied before thresholding (half amplitude at this '
                            'resolution). About a third to half of the particle diameter works well '
                            '(e.g. 90 Å for particles of 120-260 Å); lower it for small particles, raise it '
-                           'for noisy tomograms.')
+                           'for noisy tomograms. It never goes finer than four working pixels (twice the '
+                           'Nyquist period): on binned tomograms that is the low-pass used.')
         form.addParam('clustering', params.EnumParam, choices=['k-means (10 clusters)', 'HAC'], default=0,
                       display=params.EnumParam.DISPLAY_HLIST, label='Diameter clustering',
                       help='k-means: 10 size clusters, the smallest and the largest are always rejected '
@@ -97,6 +99,19 @@ class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
                            'the background. The threshold above always cuts into noise and ice texture; '
                            'their many faint blobs would otherwise outnumber the particles and win the '
                            'diameter statistics. 0 keeps every blob (SIMPLE).')
+        form.addParam('split', params.BooleanParam, default=True, expertLevel=params.LEVEL_ADVANCED,
+                      label='Split touching particles?',
+                      help='Yes: the diameters of the thresholded blobs set the scale of a blob detector '
+                           '(difference of Gaussians) whose seeds split the foreground by a watershed of the '
+                           'low-passed tomogram, so crowded particles that touch each other or a membrane '
+                           'are picked one by one; the scale follows the measured median diameter. No: '
+                           'SIMPLE\'s picker alone (two erosions and connected blobs).')
+        form.addParam('minSeed', params.FloatParam, default=9.0, validators=[params.GE(0)],
+                      expertLevel=params.LEVEL_ADVANCED, label='Minimum seed contrast (σ)', condition='split',
+                      help='A particle centre must stand this many robust standard deviations above the '
+                           'band-passed (particle-scale) tomogram. 9 suits cellular tomograms (crowded '
+                           'cytoplasm, empty ice around the lamella); lower it (e.g. 5) for sparse or '
+                           'low-contrast particles, raise it for fewer, surer picks.')
         form.addParam('thresholdMethod', params.EnumParam, choices=['k-means (SIMPLE)', 'Otsu'], default=0,
                       expertLevel=params.LEVEL_ADVANCED, label='Threshold method')
         form.addParam('estimator', params.EnumParam,
@@ -133,7 +148,7 @@ class ProtCryoSegSegDiamPick(ProtCryoSegPerTomogram):
                             foreground_fraction=self.foregroundFraction.get(),
                             estimator=ESTIMATORS[self.estimator.get()], in_plane=self.inPlane.get(),
                             diameter_range=(self.minDiameter.get(), self.maxDiameter.get()),
-                            min_peak=self.minPeak.get())
+                            min_peak=self.minPeak.get(), split=self.split.get(), min_seed=self.minSeed.get())
 
     def _componentsPath(self, tsId):
         return self._getExtraPath(f'{tsId}_components.npz')
