@@ -3,8 +3,8 @@
 EMPIAR-11658 tomogram 9 (31.36 Å/px, 53 annotated 80S ribosomes; the committed test fixture, see
 cryoseg/tests/data/empiar11658_tomo9/README.md). Prints one table:
 
-* make mask, default settings; IsoNet-compatible (``--std-mode percentile``, which reproduces IsoNet's
-  own make_mask); the texture mask: the share of the annotated ribosomes inside, the masked volume
+* make mask, default settings; IsoNet-compatible (``--isonet``, which reproduces IsoNet's own
+  make_mask); the texture mask: the share of the annotated ribosomes inside, the masked volume
   fraction, seconds (the whole CLI process).
 * segdiam pick with default settings (pixel size from the header) and SIMPLE's picker alone
   (``--no-split``): picks, recall and precision within 135 Å (one-to-one matching,
@@ -31,7 +31,7 @@ from cryoseg.core.mrcio import read_volume
 from cryoseg.tests.realdata import MATCH_RADIUS_A, write_tomo9_mrc
 
 MASKS = [('make mask, defaults', []),
-         ('make mask, IsoNet-compatible (--std-mode percentile)', ['--std-mode', 'percentile']),
+         ('make mask, IsoNet-compatible (--isonet)', ['--isonet']),
          ('make mask, texture (--method texture)', ['--method', 'texture'])]
 PICKS = [('segdiam pick, defaults', []),
          ("segdiam pick, SIMPLE's picker alone (--no-split)", ['--no-split'])]
