@@ -5,13 +5,13 @@ an ``(x, y, z)`` voxel index counted from the first voxel (Scipion's ``BOTTOM_LE
 position ``p`` reads ``vol[p[2], p[1], p[0]]``; :func:`xyz_to_zyx` is the single place that flips it.
 """
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mrcfile
 import numpy as np
 
+from .atomic import atomic_output
 from .errors import CryoSegInputError
 
 
@@ -153,21 +153,11 @@ def write_volume(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
     ``voxel_size`` is a float or an (x, y, z) triple in Å; ``origin`` an (x, y, z) triple in Å.
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix='.mrc')
-    os.close(handle)
-    try:
-        with mrcfile.new(tmp_path, overwrite=True) as mrc:
+    with atomic_output(path, suffix='.mrc') as temporary:
+        with mrcfile.new(temporary, overwrite=True) as mrc:
             mrc.set_data(np.ascontiguousarray(data))
             mrc.voxel_size = voxel_size
             mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
-        os.chmod(tmp_path, 0o644)  # mkstemp creates owner-only files
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
     return path
 
 
@@ -205,19 +195,15 @@ def write_volume_planes(path, shape, dtype, blocks, voxel_size, origin=(0.0, 0.0
     z-planes in order, as :func:`write_volume` does (atomically, with voxel size and origin) but without
     the whole volume in memory. The header statistics are computed from the blocks as they pass."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix='.mrc')
-    os.close(handle)
-    try:
-        with mrcfile.new(tmp_path, overwrite=True) as mrc:  # a valid header, for one plane of data
+    with atomic_output(path, suffix='.mrc') as temporary:
+        with mrcfile.new(temporary, overwrite=True) as mrc:  # a valid header, for one plane of data
             mrc.set_data(np.zeros((1,) + tuple(shape[1:]), dtype))
             mrc.voxel_size = voxel_size
             mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
             header = mrc.header.copy()
             data_offset = mrc.header.nbytes + mrc.extended_header.nbytes
         written, statistics = 0, _HeaderStatistics()
-        with open(tmp_path, 'r+b') as stream:
+        with open(temporary, 'r+b') as stream:
             stream.seek(data_offset)
             for block in blocks:
                 block = np.ascontiguousarray(block, dtype)
@@ -231,12 +217,6 @@ def write_volume_planes(path, shape, dtype, blocks, voxel_size, origin=(0.0, 0.0
             header.dmin, header.dmax, header.dmean, header.rms = statistics.result()
             stream.seek(0)
             stream.write(header.tobytes())
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
     return path
 
 

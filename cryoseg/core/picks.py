@@ -11,12 +11,11 @@ axes are x and y), ``xz`` (along y) or ``yz`` (along x); :func:`view_coordinates
 :func:`voxel_position` convert between voxels and (u, v, depth) view coordinates.
 """
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .atomic import atomic_output
 from .errors import CryoSegInputError
 from .model_workflow import canonical_model
 
@@ -233,21 +232,11 @@ class PickSession:
 
 
 def save_session(session, path):
-    """Write ``session`` to ``path`` atomically: into a temporary file of the same folder, flushed to
-    disk, then renamed over ``path`` (``os.replace``), so that ``path`` always holds a whole session."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix='.' + os.path.basename(path), suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(handle, 'w') as stream:
+    """Write ``session`` to ``path`` atomically (:func:`cryoseg.core.atomic.atomic_output`), so that
+    ``path`` always holds a whole session."""
+    with atomic_output(path, suffix='.json') as temporary:
+        with open(temporary, 'w') as stream:
             stream.write(session.to_json())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
     return path
 
 

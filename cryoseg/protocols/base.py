@@ -48,7 +48,6 @@ import json
 import logging
 import os
 import signal
-import tempfile
 import time
 import traceback
 
@@ -61,6 +60,7 @@ from tomo.objects import SetOfTomoMasks
 from tomo.protocols import ProtTomoBase
 
 from .. import convert
+from ..core.atomic import atomic_output
 from ..core.errors import CryoSegInputError
 from ..core.progress import Progress
 
@@ -263,16 +263,9 @@ class ProtCryoSegPerTomogram(ProtCryoSegBase):
         with self._lock:
             journal = self._readJournal()
             change(journal)
-            handle, temporary = tempfile.mkstemp(dir=self._getExtraPath(), prefix='.tmp_', suffix='.json')
-            try:
-                with os.fdopen(handle, 'w') as stream:
+            with atomic_output(self._journalPath(), suffix='.json') as temporary:
+                with open(temporary, 'w') as stream:
                     json.dump(journal, stream, indent=1)
-                os.chmod(temporary, 0o644)  # mkstemp creates owner-only files
-                os.replace(temporary, self._journalPath())
-            except BaseException:
-                if os.path.exists(temporary):
-                    os.remove(temporary)
-                raise
 
     def _store(self, *objs):
         """Also journal the ``JOURNALED_ATTRIBUTES`` among ``objs`` (before run.db: the journal is never
