@@ -376,6 +376,7 @@ def pick_components(volume, voxel_size, settings=PickSettings(), mask=None, gate
     logger.info(f"segdiam: {count} components at {working_size:.2f} Å/px (threshold {threshold:.2f} σ), "
                 f"{len(found)} with a peak of at least {settings.min_peak:g} σ")
     if settings.split:
+        unsplit = found
         diameter = _median_particle_diameter(found.select(in_range(found.diameter, settings.diameter_range))
                                              .diameter, working_size)
         for _ in range(SCALE_ROUNDS if diameter else 0):
@@ -388,9 +389,19 @@ def pick_components(volume, voxel_size, settings=PickSettings(), mask=None, gate
             if not measured_diameter or abs(measured_diameter - diameter) <= SCALE_TOLERANCE * diameter:
                 break
             diameter = measured_diameter
+        # Splitting can only add particles; fewer than the unsplit picker found means the seeds are too
+        # weak for these data (sparse particles in plain noise), and the unsplit result stands.
+        if _count_in_range(found, settings) < _count_in_range(unsplit, settings):
+            logger.info(f"segdiam: the split found fewer particles than the unsplit picker; keeping its "
+                        f"{_count_in_range(unsplit, settings)}")
+            found = unsplit
     if gate:
         found = found.select(in_range(found.diameter, settings.diameter_range))
     return found
+
+
+def _count_in_range(found, settings):
+    return int(np.count_nonzero(in_range(found.diameter, settings.diameter_range)))
 
 
 def _components(measured, ndim, settings, working_size, threshold, noise_sigma):
