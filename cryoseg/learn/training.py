@@ -129,9 +129,11 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
     """Common loop: every iteration draws a batch and updates ``net`` on the sum of the loss terms
     ``step(net, inputs, targets)`` returns (``{name: (loss to minimise, value to log)}``). Without
     ``validate`` the model file is rewritten every ``checkpoint_every`` iterations and at the end;
-    with it (a callable returning the validation :class:`Score` of ``net``), every
+    with it (a callable returning the validation :class:`Score` of ``net`` and the detection
+    thresholds that give it), every
     ``validate_every`` iterations the net is scored, the model file keeps the best-scoring weights
-    (F1, then recall, then the later iteration) and training stops after ``patience`` validations
+    (F1, then recall, then the later iteration) with their thresholds (``detection`` in the file)
+    and training stops after ``patience`` validations
     without a better score."""
     settings.check()
     _set_threads(settings.threads)
@@ -166,7 +168,7 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
             score = None
             if validate is not None and (iteration % settings.validate_every == 0 or iteration == settings.iterations):
                 net.eval()
-                score = validate(net)
+                score, chosen = validate(net)
                 net.train()
                 for column, value in zip(validation, (iteration, score.recall, score.precision, score.f1)):
                     validation[column].append(value)
@@ -177,12 +179,13 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
                 improved = best is None or key > best[0]
                 if best is None or key >= best[0]:
                     best = (key, iteration)
-                    header['best_iteration'] = iteration
+                    header['best_iteration'], header['detection'] = iteration, chosen
                     save(iteration)
                 stale = 0 if improved else stale + 1
                 logger.info('iteration %d of %d: %s; held-back annotations: recall %.2f, precision %.2f, F1 %.2f '
-                            '(best F1 %.2f at iteration %d) (%.0f s)', iteration, settings.iterations, losses,
-                            score.recall, score.precision, score.f1, best[0][0], best[1], time.time() - started)
+                            'at pick score >= %.3f (best F1 %.2f at iteration %d) (%.0f s)', iteration,
+                            settings.iterations, losses, score.recall, score.precision, score.f1,
+                            chosen['min_score'], best[0][0], best[1], time.time() - started)
                 if stale >= settings.patience:
                     logger.info('stopping: no better F1 on the held-back annotations in %d validations', stale)
                     break
@@ -199,7 +202,9 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
         state["history"] = dict(**history, **validation, seconds=time.time() - started, iterations=iteration,
                                 device=where.type, best_iteration=best[1])
         _write_atomically(state, model_path)
-        logger.info('kept the model of iteration %d (F1 %.2f on the held-back annotations)', best[1], best[0][0])
+        logger.info('kept the model of iteration %d (F1 %.2f on the held-back annotations); its detection '
+                    'thresholds, the defaults of detect: %s', best[1], best[0][0],
+                    ', '.join(f'{name} {value:.3g}' for name, value in state['detection'].items()))
     return header['history'] if validate is None else state['history']
 
 
@@ -251,13 +256,25 @@ def detector_data(volumes, centres_xyz, diameter_px, settings):
     return data
 
 
+def detection_settings(diameter_px, chosen=None):
+    """Keyword arguments of :func:`cryoseg.core.detection.detect` for particles of ``diameter_px``
+    voxels (of the maps it is given): one pick per particle (peaks within a particle radius
+    suppressed), mask components smaller than a ball of half the diameter removed, and the
+    thresholds ``chosen`` on held-back annotations (default :data:`DETECTION_THRESHOLDS`)."""
+    return dict(DETECTION_THRESHOLDS, **(chosen or {}), min_size=_min_size(diameter_px),
+                min_distance=diameter_px / 2, filter_outliers=False)
+
+
 def validation_score(net, data, patch):
-    """:class:`Score` of ``net``'s detections (default thresholds) in the held-back slabs against the
-    held-back annotations, matched within half a diameter; None when nothing is held back."""
+    """``(Score, thresholds)``: the best :class:`Score` of ``net``'s detections in the held-back
+    slabs against the held-back annotations (matched within half a diameter) over the picks' score
+    threshold ``min_score``, and the thresholds (:func:`detection_settings`' ``chosen``) that give
+    it: the highest F1, then recall, then the lowest threshold (the annotation is partial: picks
+    that match no annotation may be particles). None when nothing is held back."""
     if not any(len(split.validation) for split in data.splits):
         return None
     where = next(net.parameters()).device
-    total = Score(0, 0, 0)
+    picks = []
     for volume, split in zip(data.volumes, data.splits):
         if not len(split.validation):
             continue
@@ -265,16 +282,24 @@ def validation_score(net, data, patch):
         index = [slice(None)] * 3
         index[2 - split.axis] = slice(start, stop)
         maps = predict_tiled(volume[tuple(index)], _patch_function(net, where, False), patch, patch // 6)
-        found = detect(maps[0], maps[1], min_size=_min_size(data.diameter), filter_outliers=False,
-                       **DETECTION_THRESHOLDS)
+        found = detect(maps[0], maps[1], **detection_settings(data.diameter))
         centres = found.centres.copy()
         centres[:, split.axis] += start
-        total = total + score_points(centres[centres[:, split.axis] >= split.boundary], split.validation,
-                                     data.diameter / 2)
-    return total
+        inside = centres[:, split.axis] >= split.boundary
+        picks.append((centres[inside], found.scores[inside], split.validation))
+    best = None
+    # the suppression is greedy by score, so detect(min_score=t) keeps exactly the picks scoring >= t
+    for threshold in np.unique(np.concatenate([[0.0]] + [scores for _, scores, _ in picks])):
+        total = Score(0, 0, 0)
+        for centres, scores, truth in picks:
+            total = total + score_points(centres[scores >= threshold], truth, data.diameter / 2)
+        if best is None or (total.f1, total.recall) > (best[0].f1, best[0].recall):
+            best = (total, dict(DETECTION_THRESHOLDS, min_score=float(threshold)))
+    return best
 
 
-DETECTION_THRESHOLDS = dict(mask_threshold=0.5, centre_threshold=0.3)
+DETECTION_THRESHOLDS = dict(mask_threshold=0.5, centre_threshold=0.1, min_score=0.0)
+PREVIOUS_THRESHOLDS = dict(mask_threshold=0.5, centre_threshold=0.3, min_score=0.0)  # files without choices
 
 
 def _min_size(diameter_px):
@@ -371,7 +396,8 @@ def _patch_function(net, where, logits):
 class LoadedModel:
     """A model file ready for inference (networks in evaluation mode on the GPU when present).
     ``outputs``: per network, the names of its output channels; ``binning``: the factor the
-    tomograms are binned by before the networks see them (1 for mask networks and older files)."""
+    tomograms are binned by before the networks see them (1 for mask networks and older files);
+    ``detection``: a detector's thresholds, chosen on its held-back annotations."""
     kind: str
     patch: int
     voxel_size: float
@@ -380,6 +406,12 @@ class LoadedModel:
     outputs: dict
     binning: int = 1
     history: dict = field(default_factory=dict)
+    detection: dict = field(default_factory=lambda: dict(PREVIOUS_THRESHOLDS))
+
+    def detection_settings(self):
+        """:func:`detection_settings` of this detector's particles on the tomogram's voxels, with the
+        thresholds chosen on the held-back annotations when it was trained."""
+        return detection_settings(self.diameter / self.voxel_size, self.detection)
 
     def predict(self, volume, patch=None, margin=None, threads=0):
         """``{output name: float32 map [z, y, x]}`` of a tomogram, on its own voxels. The tomogram is
@@ -426,4 +458,5 @@ def load_model(path):
         networks[name] = net.to(where, memory_format=torch.channels_last_3d).eval()
     outputs = state.get('outputs') or {name: [name] for name in networks}
     return LoadedModel(state['kind'], int(state['patch']), float(state['voxel_size']), state.get('diameter'),
-                       networks, outputs, int(state.get('binning', 1)), state.get('history', {}))
+                       networks, outputs, int(state.get('binning', 1)), state.get('history', {}),
+                       state.get('detection') or dict(PREVIOUS_THRESHOLDS))

@@ -281,10 +281,13 @@ def test_detector_trained_on_one_phantom_finds_the_particles_of_another(tmp_path
     assert (model.kind, model.patch, model.voxel_size, model.diameter, model.binning) == \
         ('detector', 16, 20.0, 160.0, 2)  # 8-voxel particles binned to 4
     assert model.history['best_iteration'] == history['best_iteration']
+    # the pick score threshold chosen on the held-back annotations is the detection default
+    assert set(model.detection) == {'mask_threshold', 'centre_threshold', 'min_score'}
+    settings = model.detection_settings()
+    assert settings['min_score'] == model.detection['min_score'] and settings['min_distance'] == 4.0
     maps = model.predict(test.volume, patch=32, threads=2)
     assert maps['mask'].shape == test.volume.shape
-    found = detect(maps['mask'], maps['centre'], mask_threshold=0.5, centre_threshold=0.3, min_size=34,
-                   filter_outliers=False)
+    found = detect(maps['mask'], maps['centre'], **settings)
     score = score_points(found.centres, centres[1], radius=4)
     assert score.f1 >= 0.9, score
 
