@@ -723,9 +723,9 @@ def _run_train_detector(args):
     _log_progress()
     history = train_detector(volumes, centres, args.diameter, sizes.pop(), args.out, _loss_log(args), settings)
     kept = history.get('best_iteration')
-    scores = history.get('val_f1')
-    validation = (f"; kept iteration {kept}, held-back annotations F1 {max(scores):.2f} (recall "
-                  f"{history['val_recall'][scores.index(max(scores))]:.2f})" if kept else '')
+    at = history['val_iteration'].index(kept) if kept else None
+    validation = (f"; kept iteration {kept}, held-back annotations F1 {history['val_f1'][at]:.2f} (recall "
+                  f"{history['val_recall'][at]:.2f})" if kept else '')
     print(f"trained {history['iterations']} iterations in {history['seconds']:.0f} s on {history['device']}: mask loss "
           f"{history['mask'][-1]:.4f}, centre loss {history['centre'][-1]:.4f}{validation}; model {args.out}, "
           f"loss log {_loss_log(args)}")
@@ -740,7 +740,8 @@ def _add_detect(subparsers):
     parser.add_argument('--model', required=True, help='model file written by train_detector')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--mask-threshold', type=float,
-                        help='particle probability threshold; default: the model\'s (chosen on its held-back annotations)')
+                        help="particle probability threshold; default: the model's (chosen on its held-back "
+                             "annotations)")
     parser.add_argument('--centre-threshold', type=float, help="centre-map threshold; default: the model's")
     parser.add_argument('--min-score', type=float,
                         help="smallest pick score (mask probability x centre value); default: the model's")

@@ -129,12 +129,11 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
     """Common loop: every iteration draws a batch and updates ``net`` on the sum of the loss terms
     ``step(net, inputs, targets)`` returns (``{name: (loss to minimise, value to log)}``). Without
     ``validate`` the model file is rewritten every ``checkpoint_every`` iterations and at the end;
-    with it (a callable returning the validation :class:`Score` of ``net`` and the detection
-    thresholds that give it), every
-    ``validate_every`` iterations the net is scored, the model file keeps the best-scoring weights
-    (F1, then recall, then the later iteration) with their thresholds (``detection`` in the file)
-    and training stops after ``patience`` validations
-    without a better score."""
+    with it (a callable returning the validation :class:`Score` of ``net``, the detection thresholds
+    that give it and the objective to maximise), every ``validate_every`` iterations the net is
+    scored, the model file keeps the best weights (objective, then recall, then the later
+    iteration) with their thresholds (``detection`` in the file) and training stops after
+    ``patience`` validations without a better objective."""
     settings.check()
     _set_threads(settings.threads)
     torch.manual_seed(settings.seed)
@@ -168,14 +167,14 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
             score = None
             if validate is not None and (iteration % settings.validate_every == 0 or iteration == settings.iterations):
                 net.eval()
-                score, chosen = validate(net)
+                score, chosen, objective = validate(net)
                 net.train()
                 for column, value in zip(validation, (iteration, score.recall, score.precision, score.f1)):
                     validation[column].append(value)
             log.write(iteration, [values[-1] for values in history.values()], score)
             losses = ', '.join(f'{name} loss {values[-1]:.4f}' for name, values in history.items())
             if score is not None:
-                key = (score.f1, score.recall)
+                key = (objective, score.recall)
                 improved = best is None or key > best[0]
                 if best is None or key >= best[0]:
                     best = (key, iteration)
@@ -183,11 +182,11 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
                     save(iteration)
                 stale = 0 if improved else stale + 1
                 logger.info('iteration %d of %d: %s; held-back annotations: recall %.2f, precision %.2f, F1 %.2f '
-                            'at pick score >= %.3f (best F1 %.2f at iteration %d) (%.0f s)', iteration,
+                            'at pick score >= %.3f (best at iteration %d) (%.0f s)', iteration,
                             settings.iterations, losses, score.recall, score.precision, score.f1,
-                            chosen['min_score'], best[0][0], best[1], time.time() - started)
+                            chosen['min_score'], best[1], time.time() - started)
                 if stale >= settings.patience:
-                    logger.info('stopping: no better F1 on the held-back annotations in %d validations', stale)
+                    logger.info('stopping: no better score on the held-back annotations in %d validations', stale)
                     break
             elif validate is None and (iteration % settings.checkpoint_every == 0
                                        or iteration == settings.iterations):
@@ -202,8 +201,7 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
         state["history"] = dict(**history, **validation, seconds=time.time() - started, iterations=iteration,
                                 device=where.type, best_iteration=best[1])
         _write_atomically(state, model_path)
-        logger.info('kept the model of iteration %d (F1 %.2f on the held-back annotations); its detection '
-                    'thresholds, the defaults of detect: %s', best[1], best[0][0],
+        logger.info('kept the model of iteration %d; its detection thresholds, the defaults of detect: %s', best[1],
                     ', '.join(f'{name} {value:.3g}' for name, value in state['detection'].items()))
     return header['history'] if validate is None else state['history']
 
@@ -265,12 +263,14 @@ def detection_settings(diameter_px, chosen=None):
                 min_distance=diameter_px / 2, filter_outliers=False)
 
 
-def validation_score(net, data, patch):
-    """``(Score, thresholds)``: the best :class:`Score` of ``net``'s detections in the held-back
-    slabs against the held-back annotations (matched within half a diameter) over the picks' score
-    threshold ``min_score``, and the thresholds (:func:`detection_settings`' ``chosen``) that give
-    it: the highest F1, then recall, then the lowest threshold (the annotation is partial: picks
-    that match no annotation may be particles). None when nothing is held back."""
+def validation_score(net, data, patch, positive_prior):
+    """``(Score, thresholds, objective)`` of ``net``'s detections in the held-back slabs against the
+    held-back annotations (matched within half a diameter) at the picks' score threshold
+    ``min_score`` that maximises the objective, the thresholds (:func:`detection_settings`'
+    ``chosen``) and the objective: the F1 score with the precision scaled by ``positive_prior``
+    (capped at 1), since when 1 particle in ``positive_prior`` is annotated, that many of the picks
+    matching no annotation are expected to be particles; ties go to the lower threshold. None when
+    nothing is held back."""
     if not any(len(split.validation) for split in data.splits):
         return None
     where = next(net.parameters()).device
@@ -293,8 +293,10 @@ def validation_score(net, data, patch):
         total = Score(0, 0, 0)
         for centres, scores, truth in picks:
             total = total + score_points(centres[scores >= threshold], truth, data.diameter / 2)
-        if best is None or (total.f1, total.recall) > (best[0].f1, best[0].recall):
-            best = (total, dict(DETECTION_THRESHOLDS, min_score=float(threshold)))
+        precision = min(1.0, total.precision * positive_prior)
+        objective = 2 * precision * total.recall / (precision + total.recall) if total.tp else 0.0
+        if best is None or (objective, total.recall) > (best[2], best[0].recall):
+            best = (total, dict(DETECTION_THRESHOLDS, min_score=float(threshold)), objective)
     return best
 
 
@@ -347,8 +349,11 @@ def train_detector(volumes, centres_xyz, diameter, voxel_size, model_path, loss_
         return {'mask': nnpu_loss(raw[:, 0:1], positive, weights, settings.positive_prior),
                 'centre': (centre_loss, centre_loss)}
 
-    validate = (lambda net: validation_score(net, data, 2 * settings.patch)) if held else None
-    return _train(build(architecture), step, sampler, settings, model_path, loss_log, header, validate)
+    def validate(net):
+        return validation_score(net, data, 2 * settings.patch, settings.positive_prior)
+
+    return _train(build(architecture), step, sampler, settings, model_path, loss_log, header,
+                  validate if held else None)
 
 
 def train_mask(volumes, masks, voxel_size, model_path, loss_log, settings=None):

@@ -400,7 +400,8 @@ class ProtCryoSegDetectParticles(_ApplyModel):
         if self.minDiameter.get():
             settings['min_size'] = ball_voxels(self.minDiameter.get(), sampling)
         return dict(settings, strict_maxima=bool(self.strictMaxima), filter_outliers=bool(self.filterOutliers),
-                    neighbor_number=self.neighbourNumber.get(), distance_threshold=self.outlierDistance.get() / sampling)
+                    neighbor_number=self.neighbourNumber.get(),
+                    distance_threshold=self.outlierDistance.get() / sampling)
 
     def _labelsPath(self, tsId):
         return self._getExtraPath(f'{tsId}_instances.mrc')
