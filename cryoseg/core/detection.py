@@ -85,10 +85,11 @@ def suppress_nonmaxima(points, scores, min_distance):
     return keep
 
 
-def split_by_peaks(mask, peaks_zyx, keep_without_peak=False):
+def split_by_peaks(mask, peaks_zyx, keep_without_peak=False, max_distance=np.inf):
     """Instance labels of a binary mask: every 26-connected component holding peaks is divided
-    among them by nearest peak (Voronoi, computed inside the component's bounding box); a component
-    without a peak is dropped, or kept whole with ``keep_without_peak``.
+    among them by nearest peak (Voronoi, computed inside the component's bounding box), leaving out
+    voxels farther than ``max_distance`` from their peak; a component without a peak is dropped, or
+    kept whole with ``keep_without_peak``.
 
     Returns ``(labels int32, peak_of_label)``: ``peak_of_label[i]`` is the index into ``peaks_zyx``
     of label i + 1, or -1 for a component kept without a peak.
@@ -106,13 +107,14 @@ def split_by_peaks(mask, peaks_zyx, keep_without_peak=False):
         if len(own) == 0 and not keep_without_peak:
             continue
         first = len(peak_of_label) + 1
-        if len(own) <= 1:
+        if len(own) == 0 or (len(own) == 1 and not np.isfinite(max_distance)):
             labels[box][inside] = first
             peak_of_label.append(own[0] if len(own) else -1)
             continue
         voxels = np.argwhere(inside)
-        _, nearest = cKDTree(peaks_zyx[own] - [s.start for s in box]).query(voxels)
-        labels[box][tuple(voxels.T)] = first + nearest
+        distance, nearest = cKDTree(peaks_zyx[own] - [s.start for s in box]).query(voxels)
+        near = distance <= max_distance
+        labels[box][tuple(voxels[near].T)] = first + nearest[near]
         peak_of_label.extend(own)
     return labels, np.asarray(peak_of_label, int)
 
@@ -151,10 +153,10 @@ def detect(mask_probability, centre_map, mask_threshold=0.1, centre_threshold=0.
     whole, scored by their largest centre value); ``filter_outliers``: drop instances whose
     ``neighbor_number``-th neighbour is farther than ``distance_threshold`` voxels; ``min_distance``:
     of centre peaks closer than this (voxels; a particle radius gives one pick per particle) only
-    the best-scoring is kept (:func:`suppress_nonmaxima`); ``min_score``: peaks scoring less are
-    dropped first. A peak's score is the mask probability times the centre value there, so that
-    raising ``min_score`` removes the least particle-like picks first and keeps the others as they
-    were (the suppression is greedy by score).
+    the best-scoring is kept (:func:`suppress_nonmaxima`), and an instance holds only the mask
+    voxels within this distance of its peak (its centroid stays on its particle); ``min_score``:
+    peaks scoring less are dropped first. A peak's score is the mask probability times the centre
+    value there, so that raising ``min_score`` removes the least particle-like picks first.
 
     Returns :class:`Detections`.
 
@@ -179,7 +181,8 @@ def detect(mask_probability, centre_map, mask_threshold=0.1, centre_threshold=0.
     peaks, peak_scores = peaks[better], peak_scores[better]
     keep = suppress_nonmaxima(peaks, peak_scores, min_distance)
     peaks, peak_scores = peaks[keep], peak_scores[keep]
-    labels, peak_of_label = split_by_peaks(mask, peaks, keep_without_peak=not check_centre)
+    labels, peak_of_label = split_by_peaks(mask, peaks, keep_without_peak=not check_centre,
+                                           max_distance=min_distance if min_distance > 0 else np.inf)
     count = len(peak_of_label)
     index = np.arange(1, count + 1)
     occupied = labels > 0

@@ -199,7 +199,7 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
     if validate is not None:  # the file holds the best weights; record the whole run's history in it
         state = torch.load(model_path, map_location='cpu', weights_only=True)
         state["history"] = dict(**history, **validation, seconds=time.time() - started, iterations=iteration,
-                                device=where.type, best_iteration=best[1])
+                                device=where.type, best_iteration=best[1], detection=state['detection'])
         _write_atomically(state, model_path)
         logger.info('kept the model of iteration %d; its detection thresholds, the defaults of detect: %s', best[1],
                     ', '.join(f'{name} {value:.3g}' for name, value in state['detection'].items()))
@@ -274,29 +274,39 @@ def validation_score(net, data, patch, positive_prior):
     if not any(len(split.validation) for split in data.splits):
         return None
     where = next(net.parameters()).device
-    picks = []
+    slabs = []
     for volume, split in zip(data.volumes, data.splits):
         if not len(split.validation):
             continue
         start, stop = split.validation_slab(volume.shape, margin=patch // 4)
         index = [slice(None)] * 3
         index[2 - split.axis] = slice(start, stop)
-        maps = predict_tiled(volume[tuple(index)], _patch_function(net, where, False), patch, patch // 6)
-        found = detect(maps[0], maps[1], **detection_settings(data.diameter))
-        centres = found.centres.copy()
-        centres[:, split.axis] += start
-        inside = centres[:, split.axis] >= split.boundary
-        picks.append((centres[inside], found.scores[inside], split.validation))
+        slab = volume[tuple(index)]
+        maps = predict_tiled(slab, _patch_function(net, where, False), patch, patch // 6)
+        # detected on the tomogram's own voxels, as LoadedModel.predict and detect do in use
+        slabs.append((unbin_map(maps, data.binning, [n * data.binning for n in slab.shape]), start, split))
+
+    def score(chosen):
+        total, scores = Score(0, 0, 0), []
+        for maps, start, split in slabs:
+            found = detect(maps[0], maps[1], **detection_settings(data.diameter * data.binning, chosen))
+            centres = (found.centres - (data.binning - 1) / 2) / data.binning
+            centres[:, split.axis] += start
+            inside = (centres[:, split.axis] >= split.boundary) & (centres[:, split.axis] < split.end + data.diameter / 2)
+            total = total + score_points(centres[inside], split.validation, data.diameter / 2)
+            scores.append(found.scores[inside])
+        return total, np.concatenate(scores)
+
     best = None
-    # the suppression is greedy by score, so detect(min_score=t) keeps exactly the picks scoring >= t
-    for threshold in np.unique(np.concatenate([[0.0]] + [scores for _, scores, _ in picks])):
-        total = Score(0, 0, 0)
-        for centres, scores, truth in picks:
-            total = total + score_points(centres[scores >= threshold], truth, data.diameter / 2)
+    total, scores = score(None)
+    # thresholds at the deciles of the picks' scores (each a run of detect, as in use)
+    for threshold in np.unique(np.quantile(np.append(scores, 0.0), np.linspace(0, 1, 11))):
+        chosen = dict(DETECTION_THRESHOLDS, min_score=float(threshold))
+        total = score(chosen)[0] if threshold > 0 else total
         precision = min(1.0, total.precision * positive_prior)
         objective = 2 * precision * total.recall / (precision + total.recall) if total.tp else 0.0
         if best is None or (objective, total.recall) > (best[2], best[0].recall):
-            best = (total, dict(DETECTION_THRESHOLDS, min_score=float(threshold)), objective)
+            best = (total, chosen, objective)
     return best
 
 

@@ -115,7 +115,7 @@ class _TrainingForm:
                       device=history.get('device', 'cpu'), final_losses=losses)
         if history.get('best_iteration'):
             best = history['val_iteration'].index(history['best_iteration'])
-            report.update(best_iteration=history['best_iteration'],
+            report.update(best_iteration=history['best_iteration'], detection=history['detection'],
                           validation={name: history[f'val_{name}'][best] for name in ('recall', 'precision', 'f1')})
         model.setReport(report)
         self._defineOutputs(**{self.OUTPUT_NAME: model})
@@ -143,7 +143,8 @@ class _TrainingForm:
             scores = report['validation']
             summary.append(f"Kept the model of iteration {report['best_iteration']}: on the held-back annotations "
                            f"recall {scores['recall']:.2f}, precision {scores['precision']:.2f} (a lower bound "
-                           f"where not every particle is annotated), F1 {scores['f1']:.2f}.")
+                           f"where not every particle is annotated), F1 {scores['f1']:.2f}, with picks scoring "
+                           f"at least {report['detection']['min_score']:.3g}, the default of 'detect particles'.")
         return summary + [f'Model: {model.getModelFile()}']
 
     def _methods(self):

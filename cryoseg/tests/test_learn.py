@@ -92,6 +92,10 @@ def test_spatial_split_holds_back_a_slab_and_masks_it_with_a_gap():
     weights = split.training_weights((20, 60, 100), gap=8)
     ignored = np.flatnonzero(weights[0, 0] == 0)
     assert ignored[0] == int(np.floor(split.boundary - 8)) and ignored[-1] == 99 and np.all(weights[..., :ignored[0]] == 1)
+    # the slab ends at the last held-back annotation: beyond it nothing is known
+    partial = spatial_split(centres[centres[:, 0] < 70], (20, 60, 100), 0.25)
+    assert partial.end == partial.validation[:, 0].max()
+    assert partial.validation_slab((20, 60, 100), 4)[1] == int(np.ceil(partial.end + 4)) + 1
     assert spatial_split(centres[:5], (20, 60, 100), 0.2).validation.shape == (0, 3)  # too few to hold back
     assert spatial_split(centres, (20, 60, 100), 0.0).validation.shape == (0, 3)
     assert spatial_split(centres[:, [1, 0, 2]], (20, 100, 60), 0.25).axis == 1
