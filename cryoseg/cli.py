@@ -792,9 +792,9 @@ def _run_detect(args):
         _check_model_sampling(model, info, path)
         maps = model.predict(volume, patch=args.patch, threads=args.threads)
         settings = model.detection_settings()
-        for name in ('mask_threshold', 'centre_threshold', 'min_score', 'min_size'):
-            if getattr(args, name) is not None:
-                settings[name] = getattr(args, name)
+        for option in ('mask_threshold', 'centre_threshold', 'min_score', 'min_size'):
+            if getattr(args, option) is not None:
+                settings[option] = getattr(args, option)
         found = detect(maps['mask'], maps['centre'], **dict(
             settings, strict_maxima=not args.plateaus, filter_outliers=args.filter_outliers,
             neighbor_number=args.neighbours, distance_threshold=args.outlier_distance))

@@ -292,7 +292,8 @@ def validation_score(net, data, patch, positive_prior):
             found = detect(maps[0], maps[1], **detection_settings(data.diameter * data.binning, chosen))
             centres = (found.centres - (data.binning - 1) / 2) / data.binning
             centres[:, split.axis] += start
-            inside = (centres[:, split.axis] >= split.boundary) & (centres[:, split.axis] < split.end + data.diameter / 2)
+            along = centres[:, split.axis]
+            inside = (along >= split.boundary) & (along < split.end + data.diameter / 2)
             total = total + score_points(centres[inside], split.validation, data.diameter / 2)
             scores.append(found.scores[inside])
         return total, np.concatenate(scores)
