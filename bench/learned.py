@@ -33,16 +33,15 @@ SEED_SETTINGS = ['--particle-voxels', '0', '--patch', '56', '--batch', '8', '--c
 
 
 def run(arguments):
-    """(wall seconds, peak resident MiB of this child, stdout, CPU seconds) of a ``cryoseg`` command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """(wall seconds, peak resident MiB of this child, stdout) of a ``cryoseg`` command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     result = subprocess.run([sys.executable, '-m', 'cryoseg.cli'] + arguments, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if result.returncode:
         sys.exit(f"cryoseg {arguments[0]} failed:\n{result.stderr[-3000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return wall, max(after.ru_maxrss, before.ru_maxrss) / 1024, result.stdout + result.stderr, cpu
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) / 1024, result.stdout + result.stderr
 
 
 def write_star(path, name, xyz):
@@ -58,7 +57,7 @@ def load():
     return 'load average %.1f on %d cores' % (os.getloadavg()[0], os.cpu_count())
 
 
-def main(threads):
+def main():
     message = missing_ml_message()
     if message:
         print(f'bench/learned.py skipped: {message}')
@@ -75,18 +74,18 @@ def main(threads):
         star = os.path.join(folder, 'train.star')
         write_star(star, 'tomo9', trained)
         common = ['train_detector', os.path.join(folder, 'tomo9.mrc'), '--coords', star, '--diameter',
-                  str(RIBOSOME_DIAMETER_A), '--threads', str(threads)]
+                  str(RIBOSOME_DIAMETER_A), '--threads', '2']
         print(f'tomo9: {tomogram.volume.shape[::-1]} voxels, {len(xyz)} annotated ribosomes; training on the '
               f'{len(trained)} with x < {cut:.0f}, scoring on the {len(held)} others; {load()}')
 
         load_before = load()
-        wall, peak, out, cpu = run(common + ['--out', os.path.join(folder, 'model.pt')])
-        summary = [line for line in out.splitlines() if line.startswith(('trained', 'kept the model'))]
-        print(f'default train_detector ({threads} threads): {wall:.0f} s wall ({wall / 60:.1f} min), {cpu:.0f} s CPU, '
-              f'peak {peak:.0f} MiB; {load_before} before, {load()} after\n  ' + '\n  '.join(summary))
+        wall, peak, out = run(common + ['--out', os.path.join(folder, 'model.pt')])
+        summary = [line for line in out.splitlines() if line.startswith('trained')][-1]
+        print(f'default train_detector (2 threads): {wall:.0f} s wall ({wall / 60:.1f} min), peak {peak:.0f} MiB; '
+              f'{load_before} before, {load()} after\n  {summary}')
 
-        _, _, seed_out, _ = run(common + ['--out', os.path.join(folder, 'seed.pt'), '--iterations', str(SEED_TIMED)]
-                                + SEED_SETTINGS)
+        seed_wall, _, seed_out = run(common + ['--out', os.path.join(folder, 'seed.pt'), '--iterations',
+                                               str(SEED_TIMED)] + SEED_SETTINGS)
         seconds = float(re.search(r'trained \d+ iterations in (\d+) s', seed_out).group(1))
         seed_total = seconds / SEED_TIMED * SEED_ITERATIONS
         print(f'baseline (seed settings, one network): {seconds / SEED_TIMED:.1f} s per iteration -> '
@@ -94,9 +93,9 @@ def main(threads):
         print(f'default training time / baseline: {wall / seed_total:.3f}; goal {GOAL_S / 60:.0f} min: '
               f"{'met' if wall <= GOAL_S else 'NOT met'} on this machine")
 
-        detect_wall, detect_peak, _, _ = run(['detect', os.path.join(folder, 'tomo9.mrc'), '--model',
-                                              os.path.join(folder, 'model.pt'), '--out', os.path.join(folder, 'picks'),
-                                              '--threads', str(threads)])
+        detect_wall, detect_peak, detect_out = run(['detect', os.path.join(folder, 'tomo9.mrc'), '--model',
+                                                    os.path.join(folder, 'model.pt'), '--out',
+                                                    os.path.join(folder, 'picks'), '--threads', '2'])
         picks = read_star_picks(os.path.join(folder, 'picks', 'tomo9_particles.star')).picks['tomo9'].xyz
         radius = MATCH_RADIUS_A / tomogram.angpix
         unseen = score_points(picks[picks[:, 0] >= cut], held, radius)
@@ -111,8 +110,4 @@ def main(threads):
 
 
 if __name__ == '__main__':
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--threads', type=int, default=2, help='CPU threads of the cryoseg commands; default 2')
-    sys.exit(main(parser.parse_args().threads))
+    sys.exit(main())

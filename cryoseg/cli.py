@@ -730,9 +730,9 @@ def _run_train_detector(args):
     _log_progress()
     history = train_detector(volumes, centres, args.diameter, sizes.pop(), args.out, _loss_log(args), settings)
     kept = history.get('best_iteration')
-    at = history['val_iteration'].index(kept) if kept else None
-    validation = (f"; kept iteration {kept}, held-back annotations F1 {history['val_f1'][at]:.2f} (recall "
-                  f"{history['val_recall'][at]:.2f})" if kept else '')
+    scores = history.get('val_f1')
+    validation = (f"; kept iteration {kept}, held-back annotations F1 {max(scores):.2f} (recall "
+                  f"{history['val_recall'][scores.index(max(scores))]:.2f})" if kept else '')
     print(f"trained {history['iterations']} iterations in {history['seconds']:.0f} s on {history['device']}: mask loss "
           f"{history['mask'][-1]:.4f}, centre loss {history['centre'][-1]:.4f}{validation}; model {args.out}, "
           f"loss log {_loss_log(args)}")
@@ -746,12 +746,8 @@ def _add_detect(subparsers):
     parser.add_argument('tomograms', nargs='+', help='tomograms (MRC) of the voxel size the model was trained on')
     parser.add_argument('--model', required=True, help='model file written by train_detector')
     parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--mask-threshold', type=float,
-                        help="particle probability threshold; default: the model's (chosen on its held-back "
-                             "annotations)")
-    parser.add_argument('--centre-threshold', type=float, help="centre-map threshold; default: the model's")
-    parser.add_argument('--min-score', type=float,
-                        help="smallest pick score (mask probability x centre value); default: the model's")
+    parser.add_argument('--mask-threshold', type=float, default=0.5, help='particle probability threshold; default 0.5')
+    parser.add_argument('--centre-threshold', type=float, default=0.3, help='centre-map threshold; default 0.3')
     parser.add_argument('--min-size', type=int, help='smallest particle in voxels (default: a ball of half the '
                                                      'trained diameter)')
     parser.add_argument('--plateaus', action='store_true', help='accept flat-topped centre maxima (one per plateau)')
@@ -798,13 +794,11 @@ def _run_detect(args):
         volume, info = _read_tomogram(path)
         _check_model_sampling(model, info, path)
         maps = model.predict(volume, patch=args.patch, threads=args.threads)
-        settings = model.detection_settings()
-        for option in ('mask_threshold', 'centre_threshold', 'min_score', 'min_size'):
-            if getattr(args, option) is not None:
-                settings[option] = getattr(args, option)
-        found = detect(maps['mask'], maps['centre'], **dict(
-            settings, strict_maxima=not args.plateaus, filter_outliers=args.filter_outliers,
-            neighbor_number=args.neighbours, distance_threshold=args.outlier_distance))
+        min_size = args.min_size if args.min_size is not None else \
+            int(round(4 / 3 * np.pi * (model.diameter / 4 / model.voxel_size) ** 3))
+        found = detect(maps['mask'], maps['centre'], args.mask_threshold, args.centre_threshold, min_size,
+                       strict_maxima=not args.plateaus, filter_outliers=args.filter_outliers,
+                       neighbor_number=args.neighbours, distance_threshold=args.outlier_distance)
         dtype = np.uint16 if len(found) < 2 ** 16 else np.float32
         write_volume(os.path.join(args.out, f'{name}_instances.mrc'), found.labels.astype(dtype), info.voxel_size,
                      info.origin)

@@ -22,8 +22,8 @@ NEIGHBOURS[1, 1, 1] = False  # the 26 neighbours of a voxel, without the voxel i
 @dataclass
 class Detections:
     """Instances of one tomogram: ``labels`` int32 [z, y, x] (0 background, 1..n instances),
-    ``centres`` (n, 3) float (x, y, z) voxels, ``scores`` (n,) mask probability × centre value at
-    the peak, ``sizes`` (n,) voxel counts; row i describes label i + 1."""
+    ``centres`` (n, 3) float (x, y, z) voxels, ``scores`` (n,) centre-map peak values, ``sizes`` (n,)
+    voxel counts; row i describes label i + 1."""
     labels: np.ndarray
     centres: np.ndarray
     scores: np.ndarray
@@ -61,35 +61,10 @@ def local_maxima(values, strict=True):
     return np.asarray(peaks, int).reshape(-1, 3)
 
 
-def suppress_nonmaxima(points, scores, min_distance):
-    """Bool per point: kept by greedy non-maximum suppression, i.e. no higher-scoring kept point lies
-    within ``min_distance`` (points in any consistent axis order; ties keep the earlier point).
-
-    References: A. Neubeck, L. Van Gool, Efficient non-maximum suppression, ICPR 2006.
-
-    >>> suppress_nonmaxima([[0, 0, 0], [0, 0, 2], [0, 0, 5]], [0.9, 1.0, 0.2], 2.5).tolist()
-    [False, True, True]
-    """
-    points = np.asarray(points, float).reshape(-1, 3)
-    keep = np.zeros(len(points), bool)
-    if min_distance <= 0 or len(points) < 2:
-        keep[:] = True
-        return keep
-    suppressed = np.zeros(len(points), bool)
-    tree = cKDTree(points)
-    for index in np.argsort(-np.asarray(scores, float), kind='stable'):
-        if suppressed[index]:
-            continue
-        keep[index] = True
-        suppressed[tree.query_ball_point(points[index], min_distance)] = True
-    return keep
-
-
-def split_by_peaks(mask, peaks_zyx, keep_without_peak=False, max_distance=np.inf):
+def split_by_peaks(mask, peaks_zyx, keep_without_peak=False):
     """Instance labels of a binary mask: every 26-connected component holding peaks is divided
-    among them by nearest peak (Voronoi, computed inside the component's bounding box), leaving out
-    voxels farther than ``max_distance`` from their peak; a component without a peak is dropped, or
-    kept whole with ``keep_without_peak``.
+    among them by nearest peak (Voronoi, computed inside the component's bounding box); a component
+    without a peak is dropped, or kept whole with ``keep_without_peak``.
 
     Returns ``(labels int32, peak_of_label)``: ``peak_of_label[i]`` is the index into ``peaks_zyx``
     of label i + 1, or -1 for a component kept without a peak.
@@ -107,14 +82,13 @@ def split_by_peaks(mask, peaks_zyx, keep_without_peak=False, max_distance=np.inf
         if len(own) == 0 and not keep_without_peak:
             continue
         first = len(peak_of_label) + 1
-        if len(own) == 0 or (len(own) == 1 and not np.isfinite(max_distance)):
+        if len(own) <= 1:
             labels[box][inside] = first
             peak_of_label.append(own[0] if len(own) else -1)
             continue
         voxels = np.argwhere(inside)
-        distance, nearest = cKDTree(peaks_zyx[own] - [s.start for s in box]).query(voxels)
-        near = distance <= max_distance
-        labels[box][tuple(voxels[near].T)] = first + nearest[near]
+        _, nearest = cKDTree(peaks_zyx[own] - [s.start for s in box]).query(voxels)
+        labels[box][tuple(voxels.T)] = first + nearest
         peak_of_label.extend(own)
     return labels, np.asarray(peak_of_label, int)
 
@@ -144,31 +118,14 @@ def isolated(centres, neighbor_number=3, distance_threshold=30.0):
 
 def detect(mask_probability, centre_map, mask_threshold=0.1, centre_threshold=0.1, min_size=64,
            strict_maxima=True, check_centre=True, filter_outliers=True, neighbor_number=3,
-           distance_threshold=30.0, min_distance=0.0, min_score=0.0):
+           distance_threshold=30.0):
     """Particle instances from a mask probability map and a centre map (both [z, y, x], one shape).
 
     ``mask_threshold``: mask = probability > threshold; ``min_size``: components with fewer voxels are
     removed first; ``centre_threshold``: centre values below it are ignored; ``strict_maxima``: see
     :func:`local_maxima`; ``check_centre``: drop mask components without a centre peak (else keep them
     whole, scored by their largest centre value); ``filter_outliers``: drop instances whose
-    ``neighbor_number``-th neighbour is farther than ``distance_threshold`` voxels; ``min_distance``:
-    of centre peaks closer than this (voxels; a particle radius gives one pick per particle) only
-    the best-scoring is kept (:func:`suppress_nonmaxima`), and an instance holds only the mask
-    voxels within this distance of its peak (its centroid stays on its particle); ``min_score``:
-    peaks scoring less are dropped first. A peak's score is the mask probability times the centre
-    value there, so that raising ``min_score`` removes the least particle-like picks first.
-
-    Returns :class:`Detections`.
-
-    References: E. Moebel et al., Deep learning improves macromolecule identification in 3D
-    cellular cryo-electron tomograms, Nat. Methods 18:1386 (2021) (MaskNet/CenterNet post-processing).
-
-    >>> from cryoseg.learn.labels import detection_targets
-    >>> targets = detection_targets((20, 20, 40), [[10, 10, 10], [28, 10, 10]], diameter=8.0)
-    >>> found = detect(targets.mask.astype(np.float32), targets.centre, min_size=10, filter_outliers=False,
-    ...                min_distance=4)
-    >>> np.round(found.centres).tolist()
-    [[10.0, 10.0, 10.0], [28.0, 10.0, 10.0]]
+    ``neighbor_number``-th neighbour is farther than ``distance_threshold`` voxels.
     """
     mask_probability, centre_map = _check_maps(mask_probability, centre_map)
     if min_size < 0 or neighbor_number < 1 or distance_threshold <= 0:
@@ -176,13 +133,7 @@ def detect(mask_probability, centre_map, mask_threshold=0.1, centre_threshold=0.
     mask = remove_small_components(mask_probability > mask_threshold, int(min_size))
     centres_only = np.where(mask & (centre_map >= centre_threshold), centre_map, 0).astype(np.float32)
     peaks = local_maxima(centres_only, strict_maxima)
-    peak_scores = (mask_probability * centre_map)[tuple(peaks.T)]
-    better = peak_scores >= min_score
-    peaks, peak_scores = peaks[better], peak_scores[better]
-    keep = suppress_nonmaxima(peaks, peak_scores, min_distance)
-    peaks, peak_scores = peaks[keep], peak_scores[keep]
-    labels, peak_of_label = split_by_peaks(mask, peaks, keep_without_peak=not check_centre,
-                                           max_distance=min_distance if min_distance > 0 else np.inf)
+    labels, peak_of_label = split_by_peaks(mask, peaks, keep_without_peak=not check_centre)
     count = len(peak_of_label)
     index = np.arange(1, count + 1)
     occupied = labels > 0
@@ -190,9 +141,9 @@ def detect(mask_probability, centre_map, mask_threshold=0.1, centre_threshold=0.
     centroids = np.asarray(ndimage.center_of_mass(occupied, labels, index), float).reshape(-1, 3)[:, ::-1]
     scores = np.zeros(count, np.float32)
     with_peak = peak_of_label >= 0
-    scores[with_peak] = peak_scores[peak_of_label[with_peak]]
+    scores[with_peak] = centre_map[tuple(peaks[peak_of_label[with_peak]].T)]
     if count and not with_peak.all():
-        scores[~with_peak] = np.asarray(ndimage.maximum(mask_probability * centre_map, labels, index[~with_peak]))
+        scores[~with_peak] = np.asarray(ndimage.maximum(centre_map, labels, index[~with_peak]))
     detections = Detections(labels, centroids, scores, sizes)
     if filter_outliers and count:
         detections = remove_instances(detections, isolated(centroids, neighbor_number, distance_threshold))

@@ -15,13 +15,11 @@ import numpy as np
 class SpatialSplit:
     """The split of one tomogram: annotations used for training and held back for validation
     ((n, 3) x, y, z voxels), ``axis`` (0 = x, 1 = y) and ``boundary``: validation is the slab
-    ``boundary <= coordinate <= end`` (``end``: the last held-back annotation; beyond it nobody
-    says what is there) and no validation when ``boundary`` is infinite."""
+    ``coordinate >= boundary`` (no validation when ``boundary`` is infinite)."""
     training: np.ndarray
     validation: np.ndarray
     axis: int
     boundary: float
-    end: float = np.inf
 
     def validation_slab(self, shape_zyx, margin=0.0):
         """``(start, stop)`` voxel range along the split axis of the validation slab widened by
@@ -29,8 +27,7 @@ class SpatialSplit:
         if not np.isfinite(self.boundary):
             return None
         length = shape_zyx[2 - self.axis]
-        return (int(np.clip(np.floor(self.boundary - margin), 0, length)),
-                int(np.clip(np.ceil(self.end + margin) + 1, 0, length)))
+        return int(np.clip(np.floor(self.boundary - margin), 0, length)), length
 
     def training_weights(self, shape_zyx, gap):
         """float32 [z, y, x]: 1 where training may learn, 0 in the validation slab and ``gap``
@@ -64,5 +61,4 @@ def spatial_split(centres_xyz, shape_zyx, fraction):
     cut = len(centres) - held
     boundary = 0.5 * (centres[order[cut - 1], axis] + centres[order[cut], axis])
     validation = centres[:, axis] >= boundary
-    return SpatialSplit(centres[~validation], centres[validation], axis, float(boundary),
-                        float(centres[validation, axis].max()))
+    return SpatialSplit(centres[~validation], centres[validation], axis, float(boundary))

@@ -129,11 +129,10 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
     """Common loop: every iteration draws a batch and updates ``net`` on the sum of the loss terms
     ``step(net, inputs, targets)`` returns (``{name: (loss to minimise, value to log)}``). Without
     ``validate`` the model file is rewritten every ``checkpoint_every`` iterations and at the end;
-    with it (a callable returning the validation :class:`Score` of ``net``, the detection thresholds
-    that give it and the objective to maximise), every ``validate_every`` iterations the net is
-    scored, the model file keeps the best weights (objective, then recall, then the later
-    iteration) with their thresholds (``detection`` in the file) and training stops after
-    ``patience`` validations without a better objective."""
+    with it (a callable returning the validation :class:`Score` of ``net``), every
+    ``validate_every`` iterations the net is scored, the model file keeps the best-scoring weights
+    (F1, then recall, then the later iteration) and training stops after ``patience`` validations
+    without a better score."""
     settings.check()
     _set_threads(settings.threads)
     torch.manual_seed(settings.seed)
@@ -167,26 +166,25 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
             score = None
             if validate is not None and (iteration % settings.validate_every == 0 or iteration == settings.iterations):
                 net.eval()
-                score, chosen, objective = validate(net)
+                score = validate(net)
                 net.train()
                 for column, value in zip(validation, (iteration, score.recall, score.precision, score.f1)):
                     validation[column].append(value)
             log.write(iteration, [values[-1] for values in history.values()], score)
             losses = ', '.join(f'{name} loss {values[-1]:.4f}' for name, values in history.items())
             if score is not None:
-                key = (objective, score.recall)
+                key = (score.f1, score.recall)
                 improved = best is None or key > best[0]
                 if best is None or key >= best[0]:
                     best = (key, iteration)
-                    header['best_iteration'], header['detection'] = iteration, chosen
+                    header['best_iteration'] = iteration
                     save(iteration)
                 stale = 0 if improved else stale + 1
                 logger.info('iteration %d of %d: %s; held-back annotations: recall %.2f, precision %.2f, F1 %.2f '
-                            'at pick score >= %.3f (best at iteration %d) (%.0f s)', iteration,
-                            settings.iterations, losses, score.recall, score.precision, score.f1,
-                            chosen['min_score'], best[1], time.time() - started)
+                            '(best F1 %.2f at iteration %d) (%.0f s)', iteration, settings.iterations, losses,
+                            score.recall, score.precision, score.f1, best[0][0], best[1], time.time() - started)
                 if stale >= settings.patience:
-                    logger.info('stopping: no better score on the held-back annotations in %d validations', stale)
+                    logger.info('stopping: no better F1 on the held-back annotations in %d validations', stale)
                     break
             elif validate is None and (iteration % settings.checkpoint_every == 0
                                        or iteration == settings.iterations):
@@ -199,10 +197,9 @@ def _train(net, step, sampler, settings, model_path, loss_log, header, validate=
     if validate is not None:  # the file holds the best weights; record the whole run's history in it
         state = torch.load(model_path, map_location='cpu', weights_only=True)
         state["history"] = dict(**history, **validation, seconds=time.time() - started, iterations=iteration,
-                                device=where.type, best_iteration=best[1], detection=state['detection'])
+                                device=where.type, best_iteration=best[1])
         _write_atomically(state, model_path)
-        logger.info('kept the model of iteration %d; its detection thresholds, the defaults of detect: %s', best[1],
-                    ', '.join(f'{name} {value:.3g}' for name, value in state['detection'].items()))
+        logger.info('kept the model of iteration %d (F1 %.2f on the held-back annotations)', best[1], best[0][0])
     return header['history'] if validate is None else state['history']
 
 
@@ -254,65 +251,30 @@ def detector_data(volumes, centres_xyz, diameter_px, settings):
     return data
 
 
-def detection_settings(diameter_px, chosen=None):
-    """Keyword arguments of :func:`cryoseg.core.detection.detect` for particles of ``diameter_px``
-    voxels (of the maps it is given): one pick per particle (peaks within a particle radius
-    suppressed), mask components smaller than a ball of half the diameter removed, and the
-    thresholds ``chosen`` on held-back annotations (default :data:`DETECTION_THRESHOLDS`)."""
-    return dict(DETECTION_THRESHOLDS, **(chosen or {}), min_size=_min_size(diameter_px),
-                min_distance=diameter_px / 2, filter_outliers=False)
-
-
-def validation_score(net, data, patch, positive_prior):
-    """``(Score, thresholds, objective)`` of ``net``'s detections in the held-back slabs against the
-    held-back annotations (matched within half a diameter) at the picks' score threshold
-    ``min_score`` that maximises the objective, the thresholds (:func:`detection_settings`'
-    ``chosen``) and the objective: the F1 score with the precision scaled by ``positive_prior``
-    (capped at 1), since when 1 particle in ``positive_prior`` is annotated, that many of the picks
-    matching no annotation are expected to be particles; ties go to the lower threshold. None when
-    nothing is held back."""
+def validation_score(net, data, patch):
+    """:class:`Score` of ``net``'s detections (default thresholds) in the held-back slabs against the
+    held-back annotations, matched within half a diameter; None when nothing is held back."""
     if not any(len(split.validation) for split in data.splits):
         return None
     where = next(net.parameters()).device
-    slabs = []
+    total = Score(0, 0, 0)
     for volume, split in zip(data.volumes, data.splits):
         if not len(split.validation):
             continue
         start, stop = split.validation_slab(volume.shape, margin=patch // 4)
         index = [slice(None)] * 3
         index[2 - split.axis] = slice(start, stop)
-        slab = volume[tuple(index)]
-        maps = predict_tiled(slab, _patch_function(net, where, False), patch, patch // 6)
-        # detected on the tomogram's own voxels, as LoadedModel.predict and detect do in use
-        slabs.append((unbin_map(maps, data.binning, [n * data.binning for n in slab.shape]), start, split))
-
-    def score(chosen):
-        total, scores = Score(0, 0, 0), []
-        for maps, start, split in slabs:
-            found = detect(maps[0], maps[1], **detection_settings(data.diameter * data.binning, chosen))
-            centres = (found.centres - (data.binning - 1) / 2) / data.binning
-            centres[:, split.axis] += start
-            along = centres[:, split.axis]
-            inside = (along >= split.boundary) & (along < split.end + data.diameter / 2)
-            total = total + score_points(centres[inside], split.validation, data.diameter / 2)
-            scores.append(found.scores[inside])
-        return total, np.concatenate(scores)
-
-    best = None
-    total, scores = score(None)
-    # thresholds at the deciles of the picks' scores (each a run of detect, as in use)
-    for threshold in np.unique(np.quantile(np.append(scores, 0.0), np.linspace(0, 1, 11))):
-        chosen = dict(DETECTION_THRESHOLDS, min_score=float(threshold))
-        total = score(chosen)[0] if threshold > 0 else total
-        precision = min(1.0, total.precision * positive_prior)
-        objective = 2 * precision * total.recall / (precision + total.recall) if total.tp else 0.0
-        if best is None or (objective, total.recall) > (best[2], best[0].recall):
-            best = (total, chosen, objective)
-    return best
+        maps = predict_tiled(volume[tuple(index)], _patch_function(net, where, False), patch, patch // 6)
+        found = detect(maps[0], maps[1], min_size=_min_size(data.diameter), filter_outliers=False,
+                       **DETECTION_THRESHOLDS)
+        centres = found.centres.copy()
+        centres[:, split.axis] += start
+        total = total + score_points(centres[centres[:, split.axis] >= split.boundary], split.validation,
+                                     data.diameter / 2)
+    return total
 
 
-DETECTION_THRESHOLDS = dict(mask_threshold=0.5, centre_threshold=0.1, min_score=0.0)
-PREVIOUS_THRESHOLDS = dict(mask_threshold=0.5, centre_threshold=0.3, min_score=0.0)  # files without choices
+DETECTION_THRESHOLDS = dict(mask_threshold=0.5, centre_threshold=0.3)
 
 
 def _min_size(diameter_px):
@@ -360,11 +322,8 @@ def train_detector(volumes, centres_xyz, diameter, voxel_size, model_path, loss_
         return {'mask': nnpu_loss(raw[:, 0:1], positive, weights, settings.positive_prior),
                 'centre': (centre_loss, centre_loss)}
 
-    def validate(net):
-        return validation_score(net, data, 2 * settings.patch, settings.positive_prior)
-
-    return _train(build(architecture), step, sampler, settings, model_path, loss_log, header,
-                  validate if held else None)
+    validate = (lambda net: validation_score(net, data, 2 * settings.patch)) if held else None
+    return _train(build(architecture), step, sampler, settings, model_path, loss_log, header, validate)
 
 
 def train_mask(volumes, masks, voxel_size, model_path, loss_log, settings=None):
@@ -412,8 +371,7 @@ def _patch_function(net, where, logits):
 class LoadedModel:
     """A model file ready for inference (networks in evaluation mode on the GPU when present).
     ``outputs``: per network, the names of its output channels; ``binning``: the factor the
-    tomograms are binned by before the networks see them (1 for mask networks and older files);
-    ``detection``: a detector's thresholds, chosen on its held-back annotations."""
+    tomograms are binned by before the networks see them (1 for mask networks and older files)."""
     kind: str
     patch: int
     voxel_size: float
@@ -422,12 +380,6 @@ class LoadedModel:
     outputs: dict
     binning: int = 1
     history: dict = field(default_factory=dict)
-    detection: dict = field(default_factory=lambda: dict(PREVIOUS_THRESHOLDS))
-
-    def detection_settings(self):
-        """:func:`detection_settings` of this detector's particles on the tomogram's voxels, with the
-        thresholds chosen on the held-back annotations when it was trained."""
-        return detection_settings(self.diameter / self.voxel_size, self.detection)
 
     def predict(self, volume, patch=None, margin=None, threads=0):
         """``{output name: float32 map [z, y, x]}`` of a tomogram, on its own voxels. The tomogram is
@@ -474,5 +426,4 @@ def load_model(path):
         networks[name] = net.to(where, memory_format=torch.channels_last_3d).eval()
     outputs = state.get('outputs') or {name: [name] for name in networks}
     return LoadedModel(state['kind'], int(state['patch']), float(state['voxel_size']), state.get('diameter'),
-                       networks, outputs, int(state.get('binning', 1)), state.get('history', {}),
-                       state.get('detection') or dict(PREVIOUS_THRESHOLDS))
+                       networks, outputs, int(state.get('binning', 1)), state.get('history', {}))

@@ -115,7 +115,7 @@ class _TrainingForm:
                       device=history.get('device', 'cpu'), final_losses=losses)
         if history.get('best_iteration'):
             best = history['val_iteration'].index(history['best_iteration'])
-            report.update(best_iteration=history['best_iteration'], detection=history['detection'],
+            report.update(best_iteration=history['best_iteration'],
                           validation={name: history[f'val_{name}'][best] for name in ('recall', 'precision', 'f1')})
         model.setReport(report)
         self._defineOutputs(**{self.OUTPUT_NAME: model})
@@ -143,8 +143,7 @@ class _TrainingForm:
             scores = report['validation']
             summary.append(f"Kept the model of iteration {report['best_iteration']}: on the held-back annotations "
                            f"recall {scores['recall']:.2f}, precision {scores['precision']:.2f} (a lower bound "
-                           f"where not every particle is annotated), F1 {scores['f1']:.2f}, with picks scoring "
-                           f"at least {report['detection']['min_score']:.3g}, the default of 'detect particles'.")
+                           f"where not every particle is annotated), F1 {scores['f1']:.2f}.")
         return summary + [f'Model: {model.getModelFile()}']
 
     def _methods(self):
@@ -363,18 +362,10 @@ class ProtCryoSegDetectParticles(_ApplyModel):
     def _defineParams(self, form):
         self._addModelParams(form)
         form.addSection(label='Post-processing')
-        form.addParam('modelThresholds', params.BooleanParam, default=True, label="Use the model's thresholds?",
-                      help='Yes: the thresholds chosen at the end of training, where they scored best on the '
-                           'held-back annotations. No: set them here.')
         form.addParam('maskThreshold', params.FloatParam, default=0.5, validators=[params.Range(0, 1)],
-                      condition='not modelThresholds',
                       label='Mask threshold', help='Voxels whose particle probability exceeds this are particle voxels.')
-        form.addParam('minScore', params.FloatParam, default=0.0, validators=[params.GE(0)],
-                      condition='not modelThresholds', label='Smallest pick score',
-                      help='Picks whose score (particle probability times centre value at the centre) is lower '
-                           'are dropped.')
-        form.addParam('centreThreshold', params.FloatParam, default=0.1, validators=[params.Range(0, 1)],
-                      condition='not modelThresholds', label='Centre threshold',
+        form.addParam('centreThreshold', params.FloatParam, default=0.3, validators=[params.Range(0, 1)],
+                      label='Centre threshold',
                       help='Centre-map values below this are ignored (1 = centre of a particle, 0 = its edge). '
                            'Raise it when one particle is split in several.')
         form.addParam('minDiameter', params.FloatParam, default=0.0, validators=[params.GE(0)],
@@ -392,16 +383,11 @@ class ProtCryoSegDetectParticles(_ApplyModel):
                       validators=[params.GT(0)], label='Neighbour distance (Å)')
         form.addParallelSection(threads=2, mpi=0)
 
-    def _detectionSettings(self, sampling):
-        """The model's detection settings (one pick per particle, its chosen thresholds) with the form's changes."""
-        settings = self._loadedModel().detection_settings()
-        if not self.modelThresholds:
-            settings.update(mask_threshold=self.maskThreshold.get(), centre_threshold=self.centreThreshold.get(),
-                            min_score=self.minScore.get())
-        if self.minDiameter.get():
-            settings['min_size'] = ball_voxels(self.minDiameter.get(), sampling)
-        return dict(settings, strict_maxima=bool(self.strictMaxima), filter_outliers=bool(self.filterOutliers),
-                    neighbor_number=self.neighbourNumber.get(),
+    def _detectionSettings(self, sampling, model):
+        minDiameter = self.minDiameter.get() or model.getDiameter() / 2.0
+        return dict(mask_threshold=self.maskThreshold.get(), centre_threshold=self.centreThreshold.get(),
+                    min_size=ball_voxels(minDiameter, sampling), strict_maxima=bool(self.strictMaxima),
+                    filter_outliers=bool(self.filterOutliers), neighbor_number=self.neighbourNumber.get(),
                     distance_threshold=self.outlierDistance.get() / sampling)
 
     def _labelsPath(self, tsId):
@@ -415,7 +401,7 @@ class ProtCryoSegDetectParticles(_ApplyModel):
 
         tomo, maps = self._maps(tsId)
         sampling = tomo.getSamplingRate()
-        found = detect(maps['mask'], maps['centre'], **self._detectionSettings(sampling))
+        found = detect(maps['mask'], maps['centre'], **self._detectionSettings(sampling, self.inputModel.get()))
         self.info(f'{tsId}: {len(found)} particles')
         dtype = np.uint16 if len(found) < 2 ** 16 else np.float32  # MRC has no 32-bit integer mode
         info = convert.tomogram_info(tomo)

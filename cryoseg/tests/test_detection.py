@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cryoseg.core.detection import detect, isolated, local_maxima, split_by_peaks, suppress_nonmaxima
+from cryoseg.core.detection import detect, isolated, local_maxima, split_by_peaks
 from cryoseg.core.errors import CryoSegInputError
 from cryoseg.core.evaluation import score_points
 from cryoseg.learn.labels import detection_targets
@@ -89,28 +89,3 @@ def test_end_to_end_without_network_in_noise():
 def test_bad_maps_are_explained():
     with pytest.raises(CryoSegInputError, match='one shape'):
         detect(np.zeros((4, 4, 4)), np.zeros((4, 4, 5)))
-
-
-def test_one_pick_per_particle_and_scores_rank_the_picks():
-    # two balls of radius 6; the first has a second, lower centre peak 3 voxels off its centre
-    centres = np.array([[15.0, 15, 15], [40.0, 15, 15]])
-    targets = detection_targets((30, 30, 60), centres, diameter=12.0)
-    mask = targets.mask.astype(np.float32) * np.where(np.arange(60) < 28, 0.9, 0.6)[None, None, :]
-    centre = targets.centre.copy()
-    centre[15, 15, 18] = 0.95
-    centre[15, 15, 17] = 0.5
-    settings = dict(min_size=10, filter_outliers=False, mask_threshold=0.5)
-    assert len(detect(mask, centre, **settings)) == 3  # the extra peak splits the first ball
-    found = detect(mask, centre, min_distance=6, **settings)
-    assert len(found) == 2
-    assert np.abs(found.centres[np.argsort(found.centres[:, 0])] - centres).max() < 1.0
-    assert sorted(found.scores) == pytest.approx([0.6, 0.9])  # mask probability x centre value
-    # raising min_score drops the lower-scoring picks and keeps the others unchanged
-    kept = detect(mask, centre, min_distance=6, min_score=0.7, **settings)
-    assert len(kept) == 1 and kept.centres[0] == pytest.approx(found.centres[np.argmax(found.scores)])
-
-
-def test_greedy_suppression_keeps_the_best_of_each_neighbourhood():
-    points = [[0, 0, 0], [0, 0, 2], [0, 0, 5], [0, 0, 20]]
-    assert suppress_nonmaxima(points, [0.9, 1.0, 0.2, 0.1], 2.5).tolist() == [False, True, True, True]
-    assert suppress_nonmaxima(points, [0.9, 1.0, 0.2, 0.1], 0).all()
