@@ -96,7 +96,7 @@ def main():
         detect_wall, detect_peak, detect_out = run(['detect', os.path.join(folder, 'tomo9.mrc'), '--model',
                                                     os.path.join(folder, 'model.pt'), '--out',
                                                     os.path.join(folder, 'picks'), '--threads', '2'])
-        picks = read_star_picks(os.path.join(folder, 'picks', 'tomo9_particles.star')).picks['tomo9'].xyz
+        picks = read_star_picks(os.path.join(folder, 'picks', 'tomo9_particles.star'))[0]['tomo9'].xyz
         radius = MATCH_RADIUS_A / tomogram.angpix
         unseen = score_points(picks[picks[:, 0] >= cut], held, radius)
         seen = score_points(picks[picks[:, 0] < cut], trained, radius)
