@@ -92,23 +92,4 @@
   year = {2016},
   doi = {http://dx.doi.org/10.1007/978-3-319-46723-8_49}
 }
-
-@inproceedings{Kiryo2017nnPU,
-  title = {Positive-unlabeled learning with non-negative risk estimator},
-  author = {Kiryo, R. and Niu, G. and du Plessis, M. C. and Sugiyama, M.},
-  booktitle = {Advances in Neural Information Processing Systems 30 (NeurIPS 2017)},
-  pages = {1675--1685},
-  year = {2017},
-  doi = {http://dx.doi.org/10.48550/arXiv.1703.00593}
-}
-
-@article{Bepler2019Topaz,
-  title = {Positive-unlabeled convolutional neural networks for particle picking in cryo-electron micrographs},
-  author = {Bepler, T. and Morin, A. and Rapp, M. and Brasch, J. and Shapiro, L. and Noble, A. J. and Berger, B.},
-  journal = {Nature Methods},
-  volume = {16},
-  pages = {1153--1160},
-  year = {2019},
-  doi = {http://dx.doi.org/10.1038/s41592-019-0575-8}
-}
 """

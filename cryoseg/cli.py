@@ -628,38 +628,28 @@ def _model_workflow_groups(args, points, params, volume, px):
 
 
 # --------------------------------------------------------------------------- learned models and evaluation
-def _add_training_options(parser, defaults):
-    """Training options whose defaults are those of ``defaults`` (the settings dataclass the
-    protocols' forms use too)."""
+def _add_training_options(parser, iterations, batch, patch, learning_rate, channels):
     parser.add_argument('--out', required=True, help='model file to write (e.g. model.pt); rewritten at checkpoints')
     parser.add_argument('--loss-log', help='CSV loss log (default: the model file with _loss.csv)')
-    parser.add_argument('--iterations', type=int, default=defaults.iterations,
-                        help=f'training batches (at most, for a detector); default {defaults.iterations}')
-    parser.add_argument('--batch', type=int, default=defaults.batch, help=f'patches per batch; default {defaults.batch}')
-    parser.add_argument('--patch', type=int, default=defaults.patch,
-                        help=f'training patch side in voxels (multiple of 4; for a detector in voxels of the binned '
-                             f'working scale); default {defaults.patch}')
-    parser.add_argument('--lr', type=float, default=defaults.learning_rate,
-                        help=f'Adam learning rate; default {defaults.learning_rate}')
-    parser.add_argument('--channels', type=int, nargs=3, default=list(defaults.channels), metavar='C',
-                        help=f"network channels per level; default {' '.join(map(str, defaults.channels))}")
+    parser.add_argument('--iterations', type=int, default=iterations, help=f'training batches; default {iterations}')
+    parser.add_argument('--batch', type=int, default=batch, help=f'patches per batch; default {batch}')
+    parser.add_argument('--patch', type=int, default=patch, help=f'training patch side in voxels (multiple of 4); '
+                                                                 f'default {patch}')
+    parser.add_argument('--lr', type=float, default=learning_rate, help=f'Adam learning rate; default {learning_rate}')
+    parser.add_argument('--channels', type=int, nargs=3, default=channels, metavar='C',
+                        help=f"network channels per level; default {' '.join(map(str, channels))}")
     parser.add_argument('--quarter-turns', action='store_true',
                         help='also augment with quarter turns about z (exchanges the x and y tilt axes)')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads for torch; 0 = torch default')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
 
 
-def _training_settings(args, settings_class, **extra):
-    return settings_class(iterations=args.iterations, batch=args.batch, patch=args.patch, learning_rate=args.lr,
-                          channels=tuple(args.channels), quarter_turns=args.quarter_turns, seed=args.seed,
-                          threads=args.threads, **extra)
+def _training_settings(args):
+    from .learn.training import TrainingSettings
 
-
-def _log_progress():
-    """Training and inference report their device and progress through logging: show it."""
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
+    return TrainingSettings(iterations=args.iterations, batch=args.batch, patch=args.patch, learning_rate=args.lr,
+                            centre_learning_rate=args.lr, channels=tuple(args.channels),
+                            quarter_turns=args.quarter_turns, seed=args.seed, threads=args.threads)
 
 
 def _loss_log(args):
@@ -685,21 +675,7 @@ def _add_train_detector(subparsers):
     parser.add_argument('tomograms', nargs='+', help='training tomograms (MRC)')
     parser.add_argument('--coords', required=True, help='STAR file of the annotated particle centres')
     parser.add_argument('--diameter', type=float, required=True, help='particle diameter in Å')
-    from .learn.settings import DetectorSettings
-
-    defaults = DetectorSettings()
-    _add_training_options(parser, defaults)
-    parser.add_argument('--particle-voxels', type=float, default=defaults.particle_voxels,
-                        help='bin the tomograms until a particle is at least this many voxels across (0: no '
-                             f'binning); default {defaults.particle_voxels:g}')
-    parser.add_argument('--positive-prior', type=float, default=defaults.positive_prior,
-                        help='about 1 in how many particles of the tomograms are annotated (1: all of them); '
-                             f'default {defaults.positive_prior:g}')
-    parser.add_argument('--validation-fraction', type=float, default=defaults.validation_fraction,
-                        help='fraction of the annotations held back (a slab of each tomogram) to score the '
-                             f'detector during training and stop early; default {defaults.validation_fraction:g}')
-    parser.add_argument('--patience', type=int, default=defaults.patience,
-                        help=f'stop after this many validations without a better F1; default {defaults.patience}')
+    _add_training_options(parser, 2000, 8, 56, 5e-4, [32, 48, 64])
     parser.set_defaults(func=_run_train_detector)
 
 
@@ -708,13 +684,8 @@ def _run_train_detector(args):
     from .learn import require_ml
 
     require_ml()
-    from .learn.settings import DetectorSettings
     from .learn.training import train_detector
 
-    settings = _training_settings(args, DetectorSettings, particle_voxels=args.particle_voxels,
-                                  positive_prior=args.positive_prior, validation_fraction=args.validation_fraction,
-                                  patience=args.patience)
-    settings.check()
     picks = read_star_picks(args.coords).picks
     volumes, centres, sizes = [], [], set()
     for path in args.tomograms:
@@ -727,14 +698,10 @@ def _run_train_detector(args):
         sizes.add(round(info.voxel_size[0], 3))
     if len(sizes) != 1:
         raise CryoSegInputError(f'the training tomograms must share one voxel size; got {sorted(sizes)} Å')
-    _log_progress()
-    history = train_detector(volumes, centres, args.diameter, sizes.pop(), args.out, _loss_log(args), settings)
-    kept = history.get('best_iteration')
-    scores = history.get('val_f1')
-    validation = (f"; kept iteration {kept}, held-back annotations F1 {max(scores):.2f} (recall "
-                  f"{history['val_recall'][scores.index(max(scores))]:.2f})" if kept else '')
-    print(f"trained {history['iterations']} iterations in {history['seconds']:.0f} s on {history['device']}: mask loss "
-          f"{history['mask'][-1]:.4f}, centre loss {history['centre'][-1]:.4f}{validation}; model {args.out}, "
+    history = train_detector(volumes, centres, args.diameter, sizes.pop(), args.out, _loss_log(args),
+                             _training_settings(args))
+    print(f"trained {history['iterations']} iterations in {history['seconds']:.0f} s: mask loss "
+          f"{history['mask'][-1]:.4f}, centre loss {history['centre'][-1]:.4f}; model {args.out}, "
           f"loss log {_loss_log(args)}")
 
 
@@ -755,8 +722,7 @@ def _add_detect(subparsers):
                         help='drop detections whose k-th nearest neighbour is farther than --outlier-distance')
     parser.add_argument('--neighbours', type=int, default=3, help='k of the outlier filter; default 3')
     parser.add_argument('--outlier-distance', type=float, default=30.0, help='in voxels; default 30')
-    parser.add_argument('--patch', type=int, default=96,
-                        help='inference cube side in voxels of the working (binned) scale, a multiple of 4; default 96')
+    parser.add_argument('--patch', type=int, default=96, help='inference cube side (multiple of 4); default 96')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads for torch; 0 = torch default')
     parser.set_defaults(func=_run_detect)
 
@@ -787,7 +753,6 @@ def _run_detect(args):
     from .core.mrcio import write_volume
 
     model = _load(args.model, 'detector')
-    _log_progress()
     os.makedirs(args.out, exist_ok=True)
     for path in args.tomograms:
         name = _tomogram_name(path)
@@ -816,9 +781,7 @@ def _add_train_mask(subparsers):
         'train_mask', help='train a 3-D U-Net (MONAI) to reproduce tomogram masks (needs [ml])')
     parser.add_argument('tomograms', nargs='+', help='training tomograms (MRC)')
     parser.add_argument('--masks', nargs='+', required=True, help='their masks (MRC, non-zero = keep), same order')
-    from .learn.settings import TrainingSettings
-
-    _add_training_options(parser, TrainingSettings())
+    _add_training_options(parser, 1000, 4, 48, 1e-3, [16, 32, 64])
     parser.set_defaults(func=_run_train_mask)
 
 
@@ -826,7 +789,6 @@ def _run_train_mask(args):
     from .learn import require_ml
 
     require_ml()
-    from .learn.settings import TrainingSettings
     from .learn.training import train_mask
 
     if len(args.masks) != len(args.tomograms):
@@ -836,9 +798,8 @@ def _run_train_mask(args):
         volume, info = _read_tomogram(path)
         volumes.append(volume)
         masks.append(_read_tomogram(mask_path)[0])
-    _log_progress()
-    history = train_mask(volumes, masks, info.voxel_size[0], args.out, _loss_log(args),
-                         _training_settings(args, TrainingSettings))
+    history = train_mask(volumes, masks, info.voxel_size[0], args.out, _loss_log(args), _training_settings(args),
+                         tuple(args.channels))
     print(f"trained {history['iterations']} iterations in {history['seconds']:.0f} s: loss {history['mask'][-1]:.4f}; "
           f"model {args.out}, loss log {_loss_log(args)}")
 

@@ -36,8 +36,7 @@ PICKINGS = ('segdiam pick (masked)', 'segdiam pick (whole tomogram, low-pass 120
 LEARNED_TARGET = 'particles (all classes)'
 LEARNED_DIAMETER = 180.0  # Å, the middle class; the classes are 120, 180 and 260 Å
 LEARNED_BINNING = 2
-LEARNED_TRAINING = dict(iterations=800, batchSize=4, patchSize=24, learningRate=2e-3, channels='8 12 16',
-                        positivePrior=1.0)  # every particle of TS_01 is annotated
+LEARNED_TRAINING = dict(iterations=800, batchSize=4, patchSize=24, learningRate=2e-3, channels='8 12 16')
 LEARNED_DETECTION = dict(inferencePatch=128, centreThreshold=0.6)
 
 

@@ -3,10 +3,8 @@
 ``SeedUNet``: the U-Net of the particle-detection seed (DeepFinder's, 2 down and 2 up transitions):
 2 conv 32 → pool → 2 conv 48 → pool → 4 conv 64 → up, conv 64 (k 2), concat → 2 conv 48 → up, conv 48
 (k 2), concat → 2 conv 32 → 1×1×1 head; ReLU after every convolution, no normalisation layers. The
-head has one output channel per entry of ``heads``: a sigmoid for a mask (probabilities), a ReLU for
-a centre map (non-negative regression, trained on the output before the ReLU). The seed trains two
-such networks (MaskNet, CenterNet); cryoseg's detector is one network with both heads, which halves
-the training time. Semantic masks use MONAI's residual 3-D U-Net.
+head ends in a sigmoid for MaskNet (probabilities) and a ReLU for CenterNet (non-negative
+regression, trained on the output before the ReLU). Semantic masks use MONAI's residual 3-D U-Net.
 """
 from . import require_ml
 
@@ -15,10 +13,9 @@ require_ml()
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from .settings import PATCH_MULTIPLE  # noqa: E402,F401
-
 SEED_CHANNELS = (32, 48, 64)
-HEADS = {'sigmoid': torch.sigmoid, 'relu': torch.relu}
+HEADS = {'sigmoid': nn.Sigmoid, 'relu': nn.ReLU}
+PATCH_MULTIPLE = 4  # two poolings by 2
 
 
 def _convs(channels_in, channels_out, count, kernel=3):
@@ -30,9 +27,8 @@ def _convs(channels_in, channels_out, count, kernel=3):
 
 
 class SeedUNet(nn.Module):
-    def __init__(self, channels=SEED_CHANNELS, heads=('sigmoid',)):
+    def __init__(self, channels=SEED_CHANNELS, head='sigmoid'):
         super().__init__()
-        heads = (heads,) if isinstance(heads, str) else tuple(heads)
         c1, c2, c3 = channels
         self.down1 = _convs(1, c1, 2)
         self.down2 = _convs(c1, c2, 2)
@@ -43,12 +39,11 @@ class SeedUNet(nn.Module):
         self.merge2 = _convs(c3 + c2, c2, 2)
         self.up1 = _convs(c2, c2, 1, kernel=2)
         self.merge1 = _convs(c2 + c1, c1, 2)
-        self.head = nn.Conv3d(c1, len(heads), 1)
-        self.heads = heads
+        self.head = nn.Conv3d(c1, 1, 1)
+        self.activation = HEADS[head]()
 
     def forward(self, x):
-        raw = self.raw(x)
-        return torch.cat([HEADS[head](raw[:, i:i + 1]) for i, head in enumerate(self.heads)], 1)
+        return self.activation(self.raw(x))
 
     def raw(self, x):
         """The head's output before its activation (what a ReLU head is trained on: a ReLU output
@@ -70,10 +65,10 @@ def semantic_unet(channels=(16, 32, 64)):
 
 
 def build(architecture):
-    """A network from its description: ``{'type': 'seed_unet', 'channels': [...], 'heads': [...]}``
-    (``'head'``: one head, in model files of earlier versions) or ``{'type': 'monai_unet', 'channels': [...]}``."""
+    """A network from its description: ``{'type': 'seed_unet', 'channels': [...], 'head': ...}`` or
+    ``{'type': 'monai_unet', 'channels': [...]}``."""
     if architecture['type'] == 'seed_unet':
-        return SeedUNet(tuple(architecture['channels']), architecture.get('heads') or architecture['head'])
+        return SeedUNet(tuple(architecture['channels']), architecture['head'])
     if architecture['type'] == 'monai_unet':
         return semantic_unet(architecture['channels'])
     raise ValueError(f"unknown network type {architecture['type']!r}")

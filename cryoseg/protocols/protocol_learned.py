@@ -14,8 +14,6 @@ from ..core.errors import CryoSegInputError
 from ..core.extract import rescale_positions
 from ..core.mrcio import read_volume, write_volume
 from ..learn import missing_ml_message
-from ..learn.scale import working_binning
-from ..learn.settings import DetectorSettings, TrainingSettings
 from ..objects import CryoSegModel
 from .base import MaskOutputMixin, ProtCryoSegBase, ProtCryoSegPerTomogram
 from .protocol_make_mask import ball_voxels
@@ -53,25 +51,19 @@ class _TrainingForm:
     OUTPUT_NAME = 'model'
     _possibleOutputs = {OUTPUT_NAME: CryoSegModel}
 
-    SETTINGS = TrainingSettings
-
-    def _addTrainingParams(self, form):
-        defaults = self.SETTINGS()
+    def _addTrainingParams(self, form, iterations, batch, patch, learningRate, channels):
         form.addSection(label='Training')
-        form.addParam('iterations', params.IntParam, default=defaults.iterations, validators=[params.GE(1)],
-                      label='Iterations', help='Number of batches the network learns from (at most, for a detector, '
-                                               'which stops when its validation score stops improving). The loss '
-                                               'plot shows whether it has converged; more iterations take longer.')
-        form.addParam('batchSize', params.IntParam, default=defaults.batch, validators=[params.GE(1)],
-                      label='Batch size', help='Patches per iteration.')
-        form.addParam('patchSize', params.IntParam, default=defaults.patch, validators=[params.GE(8)],
-                      label='Patch size (voxels)',
-                      help='Side of the cubic training patches, a multiple of 4 (for a detector in voxels of the '
-                           'binned working scale); it must hold a particle with some context around it.')
-        form.addParam('learningRate', params.FloatParam, default=defaults.learning_rate, validators=[params.GT(0)],
+        form.addParam('iterations', params.IntParam, default=iterations, validators=[params.GE(1)],
+                      label='Iterations', help='Number of batches the network learns from. The loss plot shows '
+                                               'whether it has converged; more iterations take longer.')
+        form.addParam('batchSize', params.IntParam, default=batch, validators=[params.GE(1)], label='Batch size',
+                      help='Patches per iteration.')
+        form.addParam('patchSize', params.IntParam, default=patch, validators=[params.GE(8)],
+                      label='Patch size (voxels)', help='Side of the cubic training patches, a multiple of 4; it must '
+                                                        'hold a particle with some context around it.')
+        form.addParam('learningRate', params.FloatParam, default=learningRate, validators=[params.GT(0)],
                       expertLevel=params.LEVEL_ADVANCED, label='Learning rate', help='Adam step size.')
-        form.addParam('channels', params.StringParam, default=' '.join(map(str, defaults.channels)),
-                      expertLevel=params.LEVEL_ADVANCED,
+        form.addParam('channels', params.StringParam, default=channels, expertLevel=params.LEVEL_ADVANCED,
                       label='Network channels', help='Feature channels at the three resolution levels; smaller '
                                                      'networks train faster but learn less.')
         form.addParam('quarterTurns', params.BooleanParam, default=False, expertLevel=params.LEVEL_ADVANCED,
@@ -82,11 +74,14 @@ class _TrainingForm:
         form.addParam('randomSeed', params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED, label='Random seed')
         form.addParallelSection(threads=2, mpi=0)
 
-    def _settings(self, **extra):
-        return self.SETTINGS(iterations=self.iterations.get(), batch=self.batchSize.get(), patch=self.patchSize.get(),
-                             learning_rate=self.learningRate.get(), channels=tuple(_channels(self.channels.get())),
-                             quarter_turns=bool(self.quarterTurns), seed=self.randomSeed.get(),
-                             threads=max(1, self.numberOfThreads.get()), **extra)
+    def _settings(self):
+        from ..learn.training import TrainingSettings
+
+        return TrainingSettings(iterations=self.iterations.get(), batch=self.batchSize.get(),
+                                patch=self.patchSize.get(), learning_rate=self.learningRate.get(),
+                                centre_learning_rate=self.learningRate.get(), channels=tuple(_channels(self.channels.get())),
+                                quarter_turns=bool(self.quarterTurns), seed=self.randomSeed.get(),
+                                threads=max(1, self.numberOfThreads.get()))
 
     def _modelPath(self):
         return self._getExtraPath('model.pt')
@@ -109,15 +104,9 @@ class _TrainingForm:
         model.setVoxelSize(voxelSize)
         model.setDiameter(diameter)
         model.setLossLog(self._lossLogPath())
-        losses = {name: values[-1] for name, values in history.items()
-                  if isinstance(values, list) and values and name != 'val_iteration' and not name.startswith('val_')}
-        report = dict(iterations=history['iterations'], seconds=round(history['seconds'], 1),
-                      device=history.get('device', 'cpu'), final_losses=losses)
-        if history.get('best_iteration'):
-            best = history['val_iteration'].index(history['best_iteration'])
-            report.update(best_iteration=history['best_iteration'],
-                          validation={name: history[f'val_{name}'][best] for name in ('recall', 'precision', 'f1')})
-        model.setReport(report)
+        model.setReport(dict(iterations=history['iterations'], seconds=round(history['seconds'], 1),
+                             final_losses={name: values[-1] for name, values in history.items()
+                                           if isinstance(values, list) and values}))
         self._defineOutputs(**{self.OUTPUT_NAME: model})
         self._defineSourceRelation(source, model)
 
@@ -137,14 +126,8 @@ class _TrainingForm:
             return ['Not trained yet.']
         report = model.getReport()
         losses = ', '.join(f'{name} {value:.4f}' for name, value in report.get('final_losses', {}).items())
-        summary = [f"Trained {report.get('iterations')} iterations in {report.get('seconds')} s on "
-                   f"{report.get('device', 'cpu')}; final losses: {losses}."]
-        if report.get('validation'):
-            scores = report['validation']
-            summary.append(f"Kept the model of iteration {report['best_iteration']}: on the held-back annotations "
-                           f"recall {scores['recall']:.2f}, precision {scores['precision']:.2f} (a lower bound "
-                           f"where not every particle is annotated), F1 {scores['f1']:.2f}.")
-        return summary + [f'Model: {model.getModelFile()}']
+        return [f"Trained {report.get('iterations')} iterations in {report.get('seconds')} s; final losses: {losses}.",
+                f'Model: {model.getModelFile()}']
 
     def _methods(self):
         if getattr(self, self.OUTPUT_NAME, None) is None:
@@ -153,20 +136,15 @@ class _TrainingForm:
 
 
 class ProtCryoSegTrainDetector(_TrainingForm, ProtCryoSegBase):
-    """Trains a particle detector on annotated tomograms, at the particle's scale (the tomograms are
-    binned until a particle is a few voxels across): one U-Net learns which voxels belong to a
-    particle (a ball of the given diameter around each annotation; the MaskNet of the seed) and how
-    deep a voxel lies inside its particle (1 at the centre, 0 at the edge; its CenterNet), which
-    separates touching particles. The annotation need not be complete: voxels outside annotated
-    particles are treated as unlabelled, not as background (non-negative positive-unlabelled
-    learning). A slab of each tomogram's annotations is held back, scored while training, and the
-    best-scoring model is kept. Minutes on a CPU; a GPU is used when present. Apply the model with
-    'detect particles' to tomograms of the same voxel size."""
+    """Trains a particle detector on annotated tomograms: MaskNet learns which voxels belong to a
+    particle (a ball of the given diameter around each annotation) and CenterNet learns how deep a
+    voxel lies inside its particle (1 at the centre, 0 at the edge), which separates touching
+    particles. Annotate every particle of interest in the training tomograms: unannotated ones are
+    learned as background. Apply the model with 'detect particles' to tomograms of the same voxel size."""
     _label = 'train particle detector'
-    SETTINGS = DetectorSettings
 
     def _citations(self):
-        return ['HelmholtzParticleDetection', 'Moebel2021DeepFinder', 'Kiryo2017nnPU', 'Bepler2019Topaz']
+        return ['HelmholtzParticleDetection', 'Moebel2021DeepFinder']
 
     def _defineParams(self, form):
         form.addSection(label='Input')
@@ -175,29 +153,7 @@ class ProtCryoSegTrainDetector(_TrainingForm, ProtCryoSegBase):
                       help='Particle positions in the training tomograms (the tomograms the coordinates belong to).')
         form.addParam('diameter', params.FloatParam, default=200.0, validators=[params.GT(0)],
                       label='Particle diameter (Å)', help='Diameter of the particles to learn.')
-        self._addTrainingParams(form)
-        defaults = DetectorSettings()
-        form.addParam('positivePrior', params.FloatParam, default=defaults.positive_prior, validators=[params.GE(1)],
-                      expertLevel=params.LEVEL_ADVANCED, label='Annotated: about 1 particle in',
-                      help='How incomplete the annotation is: 1 = every particle of the training tomograms is '
-                           'annotated; 3 = about a third of them. Sets the class prior of the positive-unlabelled '
-                           'loss: unannotated regions are expected to hold this many times the annotated '
-                           'particles, less the annotated ones.')
-        form.addParam('particleVoxels', params.FloatParam, default=defaults.particle_voxels,
-                      validators=[params.GE(0)], expertLevel=params.LEVEL_ADVANCED,
-                      label='Working particle size (voxels)',
-                      help='The tomograms are binned by the largest whole factor that keeps a particle at least '
-                           'this many voxels across (0: never bin).')
-        form.addParam('validationFraction', params.FloatParam, default=defaults.validation_fraction,
-                      validators=[params.Range(0, 0.9)], expertLevel=params.LEVEL_ADVANCED,
-                      label='Held-back annotations (fraction)',
-                      help='This fraction of each tomogram\'s annotations (those at one end of its longer in-plane '
-                           'axis, so that neighbours do not leak) is not trained on but scored during training; '
-                           'the best-scoring model is kept. 0 trains on all and keeps the last model.')
-        form.addParam('patience', params.IntParam, default=defaults.patience, validators=[params.GE(1)],
-                      expertLevel=params.LEVEL_ADVANCED, label='Patience (validations)',
-                      help=f'Training stops after this many validations (one every {defaults.validate_every} '
-                           f'iterations) without a better F1 on the held-back annotations.')
+        self._addTrainingParams(form, iterations=2000, batch=8, patch=56, learningRate=5e-4, channels='32 48 64')
 
     def _insertAllSteps(self):
         self._insertFunctionStep(self.trainStep)
@@ -218,10 +174,8 @@ class ProtCryoSegTrainDetector(_TrainingForm, ProtCryoSegBase):
 
         volumes, centres, sampling = self._trainingData()
         self.info(f'training on {len(volumes)} tomogram(s) with {sum(len(c) for c in centres)} particles')
-        settings = self._settings(positive_prior=self.positivePrior.get(), particle_voxels=self.particleVoxels.get(),
-                                  validation_fraction=self.validationFraction.get(), patience=self.patience.get())
         self._saveHistory(train_detector(volumes, centres, self.diameter.get(), sampling, self._modelPath(),
-                                         self._lossLogPath(), settings), sampling)
+                                         self._lossLogPath(), self._settings()), sampling)
 
     def createOutputStep(self):
         self._registerModel(CryoSegModel.DETECTOR, self.diameter.get(), self.inputCoordinates)
@@ -231,15 +185,13 @@ class ProtCryoSegTrainDetector(_TrainingForm, ProtCryoSegBase):
         coordSet = self.inputCoordinates.get()
         if coordSet is not None and not errors:
             diameterPx = self.diameter.get() / coordSet.getSamplingRate()
-            diameterPx /= working_binning(diameterPx, self.particleVoxels.get())
             if diameterPx >= self.patchSize.get():
-                errors.append(f'Particles of {self.diameter.get():.0f} Å ({diameterPx:.0f} working voxels) do not fit '
-                              f'in {self.patchSize.get()}-voxel patches: enlarge the patches.')
+                errors.append(f'Particles of {self.diameter.get():.0f} Å ({diameterPx:.0f} voxels) do not fit in '
+                              f'{self.patchSize.get()}-voxel patches: enlarge the patches or bin the tomograms.')
         return errors
 
     def _trainedWhat(self):
-        return ('A particle detector (one U-Net with two down- and two up-sampling levels, MaskNet and CenterNet '
-                'heads; mask head trained positive-unlabelled with the non-negative risk of Kiryo et al. 2017)')
+        return 'A MaskNet/CenterNet particle detector (U-Net with two down- and two up-sampling levels)'
 
     def _trainedOn(self):
         return f'on particles of {self.diameter.get():.0f} Å '
@@ -260,7 +212,7 @@ class ProtCryoSegTrainMaskNet(_TrainingForm, ProtCryoSegBase):
                       label='Tomograms', help='The training tomograms.')
         form.addParam('inputMasks', params.PointerParam, pointerClass='SetOfTomoMasks', important=True,
                       label='Masks', help='One mask per training tomogram (matched by tilt-series id); non-zero = keep.')
-        self._addTrainingParams(form)
+        self._addTrainingParams(form, iterations=1000, batch=4, patch=48, learningRate=1e-3, channels='16 32 64')
 
     def _insertAllSteps(self):
         self._insertFunctionStep(self.trainStep)
@@ -280,7 +232,7 @@ class ProtCryoSegTrainMaskNet(_TrainingForm, ProtCryoSegBase):
         self.info(f'training on {len(pairs)} tomogram(s) with their masks')
         sampling = self.inputTomograms.get().getSamplingRate()
         self._saveHistory(train_mask(volumes, masks, sampling, self._modelPath(), self._lossLogPath(),
-                                     self._settings()), sampling)
+                                     self._settings(), _channels(self.channels.get())), sampling)
 
     def createOutputStep(self):
         self._registerModel(CryoSegModel.MASK, None, self.inputMasks)

@@ -13,9 +13,6 @@ from cryoseg.core.evaluation import score_points
 from cryoseg.core.phantom import apply_missing_wedge
 from cryoseg.learn.labels import centre_target, detection_targets, particle_instances
 from cryoseg.learn.patches import PatchSampler, augment
-from cryoseg.learn.scale import bin_volume, unbin_map, working_binning
-from cryoseg.learn.settings import DetectorSettings
-from cryoseg.learn.split import spatial_split
 from cryoseg.learn.tiling import predict_tiled, zscore
 
 
@@ -25,8 +22,8 @@ DETECTOR_PHANTOM = dict(shape_zyx=(40, 80, 80), voxel_size=20.0, particle_diamet
                         particles_per_class=(20,), sphere_vesicle_radii=(), ellipsoid_vesicle_radii=(),
                         filament=False, gold_beads=0, contamination=False, noise_std=0.3,
                         texture_amplitude=0.1)
-DETECTOR_TRAINING = dict(iterations=120, batch=4, patch=16, channels=(8, 12, 16), threads=2, learning_rate=2e-3,
-                         positive_prior=1.0, validate_every=20, patience=3)
+DETECTOR_TRAINING = dict(iterations=120, batch=4, patch=24, channels=(8, 12, 16), threads=2, learning_rate=2e-3,
+                         centre_learning_rate=2e-3, checkpoint_every=50)
 
 
 # ------------------------------------------------------------------------------------------- labels
@@ -58,51 +55,6 @@ def test_instances_near_the_border_and_outside():
     labels = particle_instances((10, 10, 10), [[0, 0, 0], [50, 50, 50]], diameter=6)
     assert labels[0, 0, 0] == 1 and 2 not in labels
     assert centre_target(labels).max() == 1.0
-
-
-# ------------------------------------------------------------------------------------------- working scale, split
-def test_working_binning_keeps_the_particle_a_few_voxels_wide():
-    # tomo9's ribosomes: 270 Å at 31.36 Å/px = 8.6 voxels -> binned by 2 to 4.3 voxels
-    assert working_binning(270 / 31.36, 4) == 2
-    assert working_binning(3.9, 4) == 1 and working_binning(16, 4) == 4 and working_binning(40, 0) == 1
-    with pytest.raises(CryoSegInputError, match='positive'):
-        working_binning(0, 4)
-
-
-def test_binning_and_back_preserve_a_smooth_map():
-    z, y, x = np.mgrid[:21, :30, :33].astype(np.float32)
-    ramp = 0.5 * x - 0.25 * y + z  # linear: block means and linear interpolation reproduce it exactly
-    binned = bin_volume(ramp, 3)
-    assert binned.shape == (7, 10, 11)
-    assert binned[2, 3, 4] == pytest.approx(ramp[6:9, 9:12, 12:15].mean())
-    back = unbin_map(binned, 3, ramp.shape)
-    assert back.shape == ramp.shape
-    inner = (slice(1, -2),) * 3  # interpolation is exact between the outermost block centres
-    assert np.allclose(back[inner], ramp[inner], atol=1e-4)
-    assert unbin_map(np.stack([binned, -binned]), 3, ramp.shape)[1, 5, 5, 5] == pytest.approx(-back[5, 5, 5])
-    assert bin_volume(ramp[:4, :5, :7], 2).shape == (2, 3, 4)  # edges padded to whole blocks
-
-
-def test_spatial_split_holds_back_a_slab_and_masks_it_with_a_gap():
-    rng = np.random.default_rng(5)
-    centres = np.column_stack([rng.uniform(0, 100, 40), rng.uniform(0, 60, 40), rng.uniform(0, 20, 40)])
-    split = spatial_split(centres, (20, 60, 100), 0.25)  # x (100) is the longer in-plane axis
-    assert (split.axis, len(split.validation), len(split.training)) == (0, 10, 30)
-    assert split.validation[:, 0].min() > split.boundary > split.training[:, 0].max()
-    weights = split.training_weights((20, 60, 100), gap=8)
-    ignored = np.flatnonzero(weights[0, 0] == 0)
-    assert ignored[0] == int(np.floor(split.boundary - 8)) and ignored[-1] == 99 and np.all(weights[..., :ignored[0]] == 1)
-    assert spatial_split(centres[:5], (20, 60, 100), 0.2).validation.shape == (0, 3)  # too few to hold back
-    assert spatial_split(centres, (20, 60, 100), 0.0).validation.shape == (0, 3)
-    assert spatial_split(centres[:, [1, 0, 2]], (20, 100, 60), 0.25).axis == 1
-
-
-def test_detector_settings_are_checked():
-    DetectorSettings().check()
-    for bad in (dict(positive_prior=0.5), dict(validation_fraction=1.0), dict(patience=0), dict(patch=30),
-                dict(channels=(8, 8))):
-        with pytest.raises(CryoSegInputError):
-            DetectorSettings(**bad).check()
 
 
 # ------------------------------------------------------------------------------------------- tiling
@@ -212,48 +164,6 @@ def test_seed_unet_shapes_and_heads():
     default = SeedUNet()
     assert [m.out_channels for m in default.modules() if isinstance(m, torch.nn.Conv3d)] == \
         [32, 32, 48, 48, 64, 64, 64, 64, 64, 48, 48, 48, 32, 32, 1]
-    both = SeedUNet((4, 6, 8), ('sigmoid', 'relu'))
-    with torch.no_grad():
-        out, raw = both(x), both.raw(x)
-    assert out.shape == (2, 2, 24, 24, 24)
-    assert torch.allclose(out[:, 0], torch.sigmoid(raw[:, 0])) and torch.allclose(out[:, 1], torch.relu(raw[:, 1]))
-
-
-def test_nnpu_loss_reduces_to_balanced_cross_entropy_and_spares_unlabelled_particles():
-    from cryoseg.learn.training import nnpu_loss
-
-    torch.manual_seed(1)
-    logits = torch.randn(2, 1, 6, 6, 6)
-    positive = (torch.rand(2, 1, 6, 6, 6) < 0.1).float()
-    weights = torch.ones_like(logits)
-    weights[1] = 0  # ignored voxels change nothing
-    loss, risk = nnpu_loss(logits, positive, weights, 1.0)
-    inside = positive[0] > 0
-    expected = 0.5 * (torch.nn.functional.softplus(-logits[0][inside]).mean()
-                      + torch.nn.functional.softplus(logits[0][~inside]).mean())
-    assert torch.isclose(risk, expected) and torch.isclose(loss, expected)
-
-    # 10 annotated particle voxels, 90 unannotated ones that look the same (logit a), 900 background
-    # voxels (logit -5): the best a under cross-entropy leaves the particles 1 / (1 + 90/990) likely;
-    # with the right prior (1 in 10 annotated) particles are particles
-    def best_probability(factor):
-        grid = torch.linspace(-8, 8, 321)
-        risks = []
-        for a in grid:
-            z = torch.cat([torch.full((100,), float(a)), torch.full((900,), -5.0)])
-            marks = torch.cat([torch.ones(10), torch.zeros(990)])
-            risks.append(nnpu_loss(z, marks, torch.ones(1000), factor)[1])
-        return torch.sigmoid(grid[int(torch.argmin(torch.stack(risks)))]).item()
-
-    assert best_probability(1.0) == pytest.approx(1 / (1 + 90 / 990), abs=0.01)
-    assert best_probability(10.0) > 0.999
-    # a network that already calls too much of the unlabelled set negative gets the risk back up
-    few = torch.zeros(1, 1, 4, 4, 4)
-    few[0, 0, 0, 0, :2] = 1
-    z = (16 * few - 8).requires_grad_()  # annotated voxels +8, all others -8
-    loss, risk = nnpu_loss(z, few, torch.ones_like(z), 20.0)
-    loss.backward()
-    assert loss.item() > 0 and risk.item() > 0 and z.grad[0, 0, 3, 3, 3].item() < 0
 
 
 def _small_phantom(seed):
@@ -264,45 +174,23 @@ def _small_phantom(seed):
 
 def test_detector_trained_on_one_phantom_finds_the_particles_of_another(tmp_path):
     from cryoseg.learn import read_loss_log
-    from cryoseg.learn.training import load_model, train_detector
+    from cryoseg.learn.training import TrainingSettings, load_model, train_detector
 
     train, test = _small_phantom(1), _small_phantom(2)
     centres = [np.array([p['centre'] for p in ph.truth.particles]) for ph in (train, test)]
     model_path, log_path = tmp_path / 'detector.pt', tmp_path / 'loss.csv'
     history = train_detector([train.volume], [centres[0]], 160.0, 20.0, str(model_path), str(log_path),
-                             DetectorSettings(**DETECTOR_TRAINING))
+                             TrainingSettings(**DETECTOR_TRAINING))
     log = read_loss_log(log_path)
-    assert len(log['iteration']) == history['iterations'] <= DETECTOR_TRAINING['iterations']
+    assert len(log['iteration']) == DETECTOR_TRAINING['iterations'] == history['iterations']
     assert log['mask_loss'][-20:].mean() < log['mask_loss'][:20].mean()
-    scored = np.isfinite(log['val_f1'])
-    assert list(log['iteration'][scored]) == history['val_iteration'] and history['val_iteration'][0] == 20
-    assert history['best_iteration'] in history['val_iteration']
     model = load_model(str(model_path))
-    assert (model.kind, model.patch, model.voxel_size, model.diameter, model.binning) == \
-        ('detector', 16, 20.0, 160.0, 2)  # 8-voxel particles binned to 4
-    assert model.history['best_iteration'] == history['best_iteration']
-    maps = model.predict(test.volume, patch=32, threads=2)
-    assert maps['mask'].shape == test.volume.shape
+    assert (model.kind, model.patch, model.voxel_size, model.diameter) == ('detector', 24, 20.0, 160.0)
+    maps = model.predict(test.volume, patch=48, threads=2)
     found = detect(maps['mask'], maps['centre'], mask_threshold=0.5, centre_threshold=0.3, min_size=34,
                    filter_outliers=False)
     score = score_points(found.centres, centres[1], radius=4)
     assert score.f1 >= 0.9, score
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='no GPU: the CPU path is tested above')
-def test_the_same_defaults_train_and_detect_on_a_gpu(tmp_path):
-    from cryoseg.learn.training import load_model, train_detector
-
-    phantom = _small_phantom(1)
-    centres = np.array([p['centre'] for p in phantom.truth.particles])
-    settings = DetectorSettings(**dict(DETECTOR_TRAINING, iterations=10))
-    history = train_detector([phantom.volume], [centres], 160.0, 20.0, str(tmp_path / 'gpu.pt'),
-                             str(tmp_path / 'gpu.csv'), settings)
-    assert history['device'] == 'cuda'
-    model = load_model(str(tmp_path / 'gpu.pt'))
-    assert next(model.networks['detector'].parameters()).is_cuda
-    maps = model.predict(phantom.volume, patch=32)
-    assert maps['mask'].shape == maps['centre'].shape == phantom.volume.shape
 
 
 def test_model_file_errors(tmp_path):

@@ -27,7 +27,6 @@ from cryoseg.learn import read_loss_log  # noqa: E402
 
 SAMPLING = 20.0
 SMALL_NETWORK = dict(batchSize=4, patchSize=24, learningRate=2e-3, numberOfThreads=2)
-SMALL_DETECTOR = dict(SMALL_NETWORK, patchSize=16, positivePrior=1.0)  # every phantom particle is annotated
 
 
 def slab_mask(truth):
@@ -58,23 +57,16 @@ class TestLearnedProtocols(CryoSegProjectTest):
 
     def test_detector_chain(self):
         train = self.runProtocol(ProtCryoSegTrainDetector, inputCoordinates=self.training, diameter=160.0,
-                                 iterations=100, channels='8 12 16', **SMALL_DETECTOR)
+                                 iterations=100, channels='8 12 16', **SMALL_NETWORK)
         model = train.model
         self.assertEqual((model.getKind(), model.getVoxelSize(), model.getDiameter(), model.getPatchSize()),
-                         ('detector', SAMPLING, 160.0, 16))
+                         ('detector', SAMPLING, 160.0, 24))
         self.assertTrue(os.path.exists(model.getModelFile()))
         log = read_loss_log(model.getLossLog())
-        report = model.getReport()
-        self.assertEqual(len(log['iteration']), report['iterations'])
-        self.assertLessEqual(report['iterations'], 100)
+        self.assertEqual(len(log['iteration']), 100)
+        self.assertEqual(model.getReport()['iterations'], 100)
         self.assertLess(log['mask_loss'][-10:].mean(), log['mask_loss'][:10].mean())
-        # 4 of TS_01's 20 particles held back and scored every 25 iterations; the best model kept
-        scored = np.isfinite(log['val_f1'])
-        self.assertEqual(list(log['iteration'][scored][:2]), [25, 50])
-        self.assertEqual(report['validation']['f1'], max(log['val_f1'][scored]))
-        self.assertIn('held-back annotations', ' '.join(train.summary()))
-        figure = loss_figure(log)
-        self.assertEqual(len(figure.axes), 2)
+        loss_figure(log)
 
         detect = self.runProtocol(ProtCryoSegDetectParticles, inputTomograms=self.tomograms, inputModel=model,
                                   inferencePatch=64, centreThreshold=0.3)

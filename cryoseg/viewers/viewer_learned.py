@@ -10,15 +10,11 @@ from ..protocols.protocol_learned import ProtCryoSegTrainDetector, ProtCryoSegTr
 
 
 def loss_figure(log, title='training loss'):
-    """Loss per iteration of each loss term (raw and running mean), log-scaled; when the log holds
-    validation scores (a detector trained with held-back annotations), a second panel plots their
-    recall, precision and F1 and marks the best F1 (the kept model)."""
-    scored = [name for name in ('val_recall', 'val_precision', 'val_f1') if name in log]
-    fig, axes = plt.subplots(1 + bool(scored), 1, figsize=(6.5, 4 + 3 * bool(scored)), squeeze=False)
-    ax = axes[0, 0]
+    """Loss per iteration of each network (raw and running mean), log-scaled."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     iterations = log['iteration']
     for name, values in log.items():
-        if name == 'iteration' or name in scored:
+        if name == 'iteration':
             continue
         window = max(1, len(values) // 20)
         smooth = np.convolve(values, np.ones(window) / window, mode='valid')
@@ -30,20 +26,6 @@ def loss_figure(log, title='training loss'):
     ax.set_ylabel('loss')
     ax.set_title(title)
     ax.legend()
-    if scored:
-        ax = axes[1, 0]
-        rows = np.isfinite(log['val_f1'])
-        for name in scored:
-            ax.plot(iterations[rows], log[name][rows], marker='o', ms=3, label=name.replace('val_', ''))
-        if rows.any():  # training keeps the best (F1, recall), the later of equals
-            best = max((log['val_f1'][i], log['val_recall'][i], i) for i in np.flatnonzero(rows))[2]
-            ax.axvline(iterations[best], color='k', ls=':', label=f'kept (iteration {int(iterations[best])})')
-        ax.set_ylim(0, 1.05)
-        ax.set_xlabel('iteration')
-        ax.set_ylabel('score')
-        ax.set_title('held-back annotations (precision: a lower bound if the annotation is incomplete)')
-        ax.legend(ncol=4, fontsize='small')
-    fig.tight_layout()
     return fig
 
 
