@@ -196,7 +196,7 @@ class TestKilledRunsContinue(CryoSegProjectTest):
             write_volume(os.path.join(folder, f'{tsId}.mrc'), volume[20:52, 32:80, 32:80], info.voxel_size)
         crops = self.importTomograms(folder, self.SAMPLING)
         model = self.runProtocol(ProtCryoSegTrainDetector, inputCoordinates=self.particles, diameter=160.0,
-                                 iterations=30, channels='4 8 8', batchSize=2, patchSize=24, numberOfThreads=1).model
+                                 iterations=300, channels='4 8 8', batchSize=2, patchSize=24, numberOfThreads=1).model
         reference = self.checkProtocol(
             ProtCryoSegDetectParticles,
             [('coordinates:TS_01:stored', STALE), ('instanceMasks:TS_02:filled', SYNCED),
