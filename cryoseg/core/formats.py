@@ -420,16 +420,8 @@ def write_relion5_star(path, table, tomograms, extra_columns=None):
     missing = sorted(set(table.names.tolist()) - set(tomograms))
     if missing:
         raise CryoSegInputError(f"no size and pixel size for tomogram(s) {', '.join(map(repr, missing))}")
-    extra_columns = extra_columns or {}
-    columns = ['rlnTomoName', *CENTRED_COLUMNS] + (list(RELION_ANGLES) if table.rotations is not None else []) \
-        + ['rlnAutopickFigureOfMerit', *extra_columns]
-    particles = Table(columns=columns)
-    angles = relion_from_rotations(table.rotations) if table.rotations is not None else None
-    for index in range(len(table)):
-        name = table.names[index]
-        row = [name, *centred_angstrom(table.xyz[index], tomograms[name])]
-        row += list(angles[index]) if angles is not None else []
-        particles.addRow(*row, float(table.scores[index]), *(values[index] for values in extra_columns.values()))
+    centred = [centred_angstrom(xyz, tomograms[name]) for name, xyz in zip(table.names, table.xyz)]
+    particles = _particle_table(table, CENTRED_COLUMNS, centred, extra_columns)
     geometry = Table(columns=['rlnTomoName', 'rlnTomoSizeX', 'rlnTomoSizeY', 'rlnTomoSizeZ',
                               'rlnTomoTiltSeriesPixelSize', 'rlnTomoTomogramBinning'])
     for name in table.tomogram_names():
@@ -444,18 +436,23 @@ def write_relion5_star(path, table, tomograms, extra_columns=None):
 def write_voxel_star(path, table, extra_columns=None):
     """Write a voxel STAR (RELION 4 / cryoseg): rlnTomoName, rlnCoordinateX/Y/Z (0-based voxels),
     RELION angles when the table has rotations, rlnAutopickFigureOfMerit."""
+    _particle_table(table, VOXEL_COLUMNS, table.xyz, extra_columns).write(str(path), tableName='particles')
+    return path
+
+
+def _particle_table(table, position_columns, positions, extra_columns=None):
+    """emtable Table of the particles: rlnTomoName, the positions under ``position_columns``, RELION
+    angles when the table has rotations, rlnAutopickFigureOfMerit and ``extra_columns`` ({name: values})."""
     from emtable import Table
 
     extra_columns = extra_columns or {}
-    columns = ['rlnTomoName', *VOXEL_COLUMNS] + (list(RELION_ANGLES) if table.rotations is not None else []) \
-        + ['rlnAutopickFigureOfMerit', *extra_columns]
-    particles = Table(columns=columns)
     angles = relion_from_rotations(table.rotations) if table.rotations is not None else None
+    particles = Table(columns=['rlnTomoName', *position_columns, *(RELION_ANGLES if angles is not None else []),
+                               'rlnAutopickFigureOfMerit', *extra_columns])
     for index in range(len(table)):
-        row = [table.names[index], *table.xyz[index]] + (list(angles[index]) if angles is not None else [])
+        row = [table.names[index], *positions[index], *(angles[index] if angles is not None else [])]
         particles.addRow(*row, float(table.scores[index]), *(values[index] for values in extra_columns.values()))
-    particles.write(str(path), tableName='particles')
-    return path
+    return particles
 
 
 def write_dynamo_table(path, table, tomogram_index):
