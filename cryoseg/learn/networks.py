@@ -4,7 +4,8 @@
 2 conv 32 → pool → 2 conv 48 → pool → 4 conv 64 → up, conv 64 (k 2), concat → 2 conv 48 → up, conv 48
 (k 2), concat → 2 conv 32 → 1×1×1 head; ReLU after every convolution, no normalisation layers. The
 head ends in a sigmoid for MaskNet (probabilities) and a ReLU for CenterNet (non-negative
-regression, trained on the output before the ReLU). Semantic masks use MONAI's residual 3-D U-Net.
+regression, trained on the output before the ReLU). Semantic masks use MONAI's residual 3-D U-Net;
+the particle detector scores candidate patches with :class:`CandidateNet`.
 """
 from . import require_ml
 
@@ -56,6 +57,27 @@ class SeedUNet(nn.Module):
         return self.head(x)
 
 
+class CandidateNet(nn.Module):
+    """Scores the patch around a particle candidate: three levels of two 3×3×3 convolutions with
+    batch normalisation (the last level one), max pooling between them, global average pooling,
+    dropout and one logit. Small on purpose: a few hundred examples train it in a minute on a CPU."""
+
+    def __init__(self, channels=(8, 16, 32)):
+        super().__init__()
+        layers, previous = [], 1
+        for level, width in enumerate(channels):
+            for _ in range(1 if level == len(channels) - 1 else 2):
+                layers += [nn.Conv3d(previous, width, 3, padding=1), nn.BatchNorm3d(width), nn.ReLU(inplace=True)]
+                previous = width
+            if level < len(channels) - 1:
+                layers.append(nn.MaxPool3d(2))
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(previous, 1))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
 def semantic_unet(channels=(16, 32, 64)):
     """MONAI's 3-D U-Net (two strided down-samplings, one residual unit per level), one logit output."""
     from monai.networks.nets import UNet
@@ -66,9 +88,11 @@ def semantic_unet(channels=(16, 32, 64)):
 
 def build(architecture):
     """A network from its description: ``{'type': 'seed_unet', 'channels': [...], 'head': ...}`` or
-    ``{'type': 'monai_unet', 'channels': [...]}``."""
+    ``{'type': 'monai_unet' or 'candidate_net', 'channels': [...]}``."""
     if architecture['type'] == 'seed_unet':
         return SeedUNet(tuple(architecture['channels']), architecture['head'])
+    if architecture['type'] == 'candidate_net':
+        return CandidateNet(tuple(architecture['channels']))
     if architecture['type'] == 'monai_unet':
         return semantic_unet(architecture['channels'])
     raise ValueError(f"unknown network type {architecture['type']!r}")

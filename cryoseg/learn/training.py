@@ -1,10 +1,11 @@
 """Training and applying cryoseg's learned models (torch; imported only when needed).
 
-A model file (``torch.save`` of a dict) holds its kind ('detector': MaskNet + CenterNet, or 'mask':
-a semantic 3-D U-Net), the networks' architectures and weights, the patch size, the voxel size and,
-for detectors, the particle diameter it was trained for, plus the training history. Training writes
-the model file every ``checkpoint_every`` iterations (so an interrupted run leaves a usable model) and
-appends every iteration's losses to a CSV loss log.
+A model file (``torch.save`` of a dict) holds its kind ('detector': candidate networks, see
+:mod:`cryoseg.learn.detector`, or 'mask': a semantic 3-D U-Net), the networks' architectures and
+weights, the voxel size, for a mask network its patch size, for a detector the particle diameter and
+its working scale and threshold, plus the training history. Mask training writes the model file every
+``checkpoint_every`` iterations (so an interrupted run leaves a usable model) and appends every
+iteration's loss to a CSV loss log.
 """
 import csv
 import logging
@@ -16,7 +17,6 @@ import numpy as np
 
 from . import require_ml
 from ..core.errors import CryoSegInputError
-from .labels import detection_targets
 from .patches import PatchSampler
 from .tiling import check_tiling, predict_tiled, zscore
 
@@ -24,7 +24,7 @@ require_ml()
 
 import torch  # noqa: E402
 
-from .networks import PATCH_MULTIPLE, SEED_CHANNELS, build, device  # noqa: E402
+from .networks import PATCH_MULTIPLE, build, device  # noqa: E402
 
 logger = logging.getLogger(__name__)
 FORMAT = 'cryoseg-model-1'
@@ -33,15 +33,14 @@ DETECTOR, MASK = 'detector', 'mask'
 
 @dataclass
 class TrainingSettings:
-    """Defaults follow the seed (56³ patches, batch 8, Adam β = (0.95, 0.99), Dice for the mask at
-    lr 5e-4) except for CenterNet: the seed's plain MSE at lr 1e-5 needs far more iterations than a
-    user can wait for on a CPU; a particle/background-balanced MSE at 5e-4 converges in hundreds."""
+    """Settings of the mask network's training; defaults follow the seed (56³ patches, batch 8, Adam
+    β = (0.95, 0.99), Dice + cross-entropy at lr 5e-4). The particle detector has its own
+    (:class:`cryoseg.learn.settings.DetectorSettings`)."""
     iterations: int = 2000
     batch: int = 8
     patch: int = 56
     learning_rate: float = 5e-4
-    centre_learning_rate: float = 5e-4
-    channels: tuple = SEED_CHANNELS
+    channels: tuple = (16, 32, 64)
     jitter: int = 5
     background_fraction: float = 0.25
     quarter_turns: bool = False
@@ -55,8 +54,8 @@ class TrainingSettings:
         if self.patch < 2 * PATCH_MULTIPLE or self.patch % PATCH_MULTIPLE:
             raise CryoSegInputError(f'the training patch must be a multiple of {PATCH_MULTIPLE} voxels, at least '
                                     f'{2 * PATCH_MULTIPLE}; got {self.patch}')
-        if self.learning_rate <= 0 or self.centre_learning_rate <= 0:
-            raise CryoSegInputError('learning rates must be positive')
+        if self.learning_rate <= 0:
+            raise CryoSegInputError('the learning rate must be positive')
         if not 0 <= self.background_fraction <= 1:
             raise CryoSegInputError('the background fraction must be between 0 and 1')
 
@@ -65,16 +64,6 @@ def dice_loss(probability, target, eps=1.0):
     """1 − Dice coefficient over the whole batch (soft, on probabilities)."""
     overlap = (probability * target).sum()
     return 1 - (2 * overlap + eps) / (probability.sum() + target.sum() + eps)
-
-
-def balanced_mse(prediction, target):
-    """Mean of the squared errors inside the particles and of those outside, averaged: with plain MSE
-    the few particle voxels weigh so little that a network predicting 0 everywhere sits in a long
-    plateau (the seed compensates with 1e-5 and many epochs)."""
-    error = (prediction - target) ** 2
-    inside = target > 0
-    outside_mean = error[~inside].mean() if (~inside).any() else error.sum() * 0
-    return 0.5 * ((error[inside].mean() if inside.any() else error.sum() * 0) + outside_mean)
 
 
 def _set_threads(threads):
@@ -139,40 +128,6 @@ def save_model(path, header, networks):
     os.replace(temporary, path)
 
 
-def train_detector(volumes, centres_xyz, diameter, voxel_size, model_path, loss_log, settings=None):
-    """Train MaskNet and CenterNet on tomograms ``volumes`` ([z, y, x]) annotated with particle
-    ``centres_xyz`` (per tomogram, (n, 3) voxels) of ``diameter`` Å; returns the training history."""
-    settings = settings or TrainingSettings()
-    settings.check()
-    if diameter <= 0 or voxel_size <= 0:
-        raise CryoSegInputError('the particle diameter and the voxel size must be positive')
-    diameter_px = diameter / voxel_size
-    if diameter_px > settings.patch:
-        raise CryoSegInputError(f'particles of {diameter:.0f} Å ({diameter_px:.1f} voxels) do not fit in training '
-                                f'patches of {settings.patch} voxels: use larger patches or binned tomograms')
-    inputs, targets = [], []
-    for volume, centres in zip(volumes, centres_xyz):
-        labels = detection_targets(volume.shape, centres, diameter_px)
-        inputs.append(zscore(volume))
-        targets.append(np.stack([labels.mask.astype(np.float32), labels.centre]))
-    sampler = PatchSampler(inputs, targets, centres_xyz, settings.patch, settings.jitter,
-                           settings.background_fraction, settings.quarter_turns, settings.seed)
-    channels = list(settings.channels)
-    networks = {'mask': build(dict(type='seed_unet', channels=channels, head='sigmoid')),
-                'centre': build(dict(type='seed_unet', channels=channels, head='relu'))}
-    header = dict(kind=DETECTOR, patch=settings.patch, voxel_size=float(voxel_size), diameter=float(diameter),
-                  architectures={'mask': dict(type='seed_unet', channels=channels, head='sigmoid'),
-                                 'centre': dict(type='seed_unet', channels=channels, head='relu')},
-                  settings=asdict(settings))
-    logger.info('training a particle detector (%d iterations, batch %d, %d³ patches, %.1f-voxel particles)',
-                settings.iterations, settings.batch, settings.patch, diameter_px)
-    losses = {'mask': lambda net, x, target: dice_loss(net(x), target),
-              'centre': lambda net, x, target: balanced_mse(net.raw(x), target)}
-    return _train(networks, losses,
-                  {'mask': settings.learning_rate, 'centre': settings.centre_learning_rate},
-                  sampler, settings, model_path, loss_log, header)
-
-
 def train_mask(volumes, masks, voxel_size, model_path, loss_log, settings=None, channels=(16, 32, 64)):
     """Train a semantic 3-D U-Net (MONAI) on tomograms and their binary masks; returns the history.
     Patches are drawn uniformly (no annotations); the loss is Dice + binary cross-entropy."""
@@ -209,6 +164,7 @@ class LoadedModel:
     diameter: float
     networks: dict
     history: dict = field(default_factory=dict)
+    detector: dict = field(default_factory=dict)  # a detector's working scale, polarity and threshold
 
     def patch_model(self, name):
         """The named network as a callable on one float32 [P, P, P] numpy patch (probabilities for
@@ -252,12 +208,15 @@ def load_model(path):
         raise CryoSegInputError(f'{path}: not a cryoseg model file ({err})') from None
     if not isinstance(state, dict) or state.get('format') != FORMAT:
         raise CryoSegInputError(f'{path}: not a cryoseg model file')
+    if state['kind'] == DETECTOR and 'detector' not in state:
+        raise CryoSegInputError(f'{path}: a particle detector of an older cryoseg (MaskNet + CenterNet); train it '
+                                f'again with this version')
     where = device()
     networks = {}
     for name, architecture in state['architectures'].items():
         net = build(architecture)
         net.load_state_dict(state['weights'][name])
         networks[name] = net.to(where, memory_format=torch.channels_last_3d).eval()
-    return LoadedModel(state['kind'], int(state['patch']), float(state['voxel_size']), state.get('diameter'),
-                       networks, state.get('history', {}))
+    return LoadedModel(state['kind'], int(state.get('patch') or 0), float(state['voxel_size']), state.get('diameter'),
+                       networks, state.get('history', {}), state.get('detector', {}))
 
