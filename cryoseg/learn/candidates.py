@@ -167,14 +167,15 @@ def annotated_strength(candidates, annotations_zyx, radius):
     return np.where(distance <= radius, candidates.strength[np.minimum(nearest, len(candidates) - 1)], np.nan)
 
 
-def training_labels(candidates, annotations_zyx, radius, strengths, negative_quantile=0.05):
+def training_labels(candidates, annotations_zyx, radius, strengths, complete=False, negative_quantile=0.05):
     """:class:`TrainingLabels` of one tomogram's candidates from partial annotations.
 
     ``strengths``: the blob strengths of the annotated particles (all tomograms); positives are the
     candidates within ``radius`` of an annotation and the unannotated ones at least as strong as
     their median (confident pseudo-labels); negatives are candidates farther than ``radius`` from
     every annotation and weaker than the ``negative_quantile`` of the annotated strengths; the
-    candidates in between are left out, since an unannotated particle is not a background.
+    candidates in between are left out, since an unannotated particle is not a background. With
+    ``complete`` (every particle of the tomogram is annotated) every unannotated candidate is a negative.
 
     >>> found = Candidates(np.array([[0, 0, 0], [0, 0, 20], [0, 0, 40], [0, 0, 60]], float),
     ...                    np.array([12.0, 11.0, 6.0, 2.0], np.float32))
@@ -193,6 +194,9 @@ def training_labels(candidates, annotations_zyx, radius, strengths, negative_qua
     near = np.zeros(len(candidates), bool)
     if len(annotations) and len(candidates):
         near = cKDTree(annotations).query(candidates.centres)[0] <= radius
+    if complete:
+        labels[:] = near
+        return TrainingLabels(labels, positive_level, negative_level)
     labels[~near & (candidates.strength < negative_level)] = 0
     labels[near | (candidates.strength >= positive_level)] = 1
     return TrainingLabels(labels, positive_level, negative_level)

@@ -111,7 +111,7 @@ def _pick(centres, scores, threshold, radius):
 class _FoldData:
     """Training examples and validation candidates of one fold."""
 
-    def __init__(self, tomograms, folds, k, radius, side, margin):
+    def __init__(self, tomograms, folds, k, radius, side, margin, complete):
         train_positive, train_negative, strengths = [], [], []
         for tomogram, split in zip(tomograms, folds):
             own = split.fold != k
@@ -121,7 +121,7 @@ class _FoldData:
         for tomogram, split in zip(tomograms, folds):
             candidates = tomogram.candidates
             outside = ~split.near_region(candidates.centres, k, margin)
-            labels = training_labels(candidates, tomogram.annotations, radius, strengths).candidate_labels
+            labels = training_labels(candidates, tomogram.annotations, radius, strengths, complete).candidate_labels
             own = (split.fold != k) & ~split.near_region(tomogram.annotations, k, margin)
             train_positive.append(extract_patches(tomogram.signal, np.concatenate(
                 [candidates.centres[outside & (labels == 1)], tomogram.annotations[own]]), side))
@@ -252,7 +252,7 @@ def train_detector(volumes, centres_xyz, diameter, voxel_size, model_path, loss_
             writer = csv.writer(handle)
             writer.writerow(LOG_COLUMNS)
             for k in range(settings.folds):
-                data = _FoldData(tomograms, folds, k, radius, side, margin=working_diameter)
+                data = _FoldData(tomograms, folds, k, radius, side, working_diameter, settings.complete_annotation)
                 net, best = _train_fold(k, data, tomograms, settings, radius, where, writer, started)
                 handle.flush()
                 networks.append(net)

@@ -15,7 +15,9 @@ class DetectorSettings:
     without improvement (the best state is kept), and the detector is the average of the fold
     networks. ``target_recall``: the score threshold keeps this fraction of the held-back annotated
     particles that are candidates. ``min_strength``: candidates are blobs standing at least this
-    many robust σ above the background. ``iterations`` is the most a fold trains; ``batch`` patches
+    many robust σ above the background. ``complete_annotation``: every particle of the training
+    tomograms is annotated, so unannotated candidates are negatives (otherwise only clearly weaker
+    blobs are; see :func:`cryoseg.learn.candidates.training_labels`). ``iterations`` is the most a fold trains; ``batch`` patches
     per iteration, half positive and half negative."""
     iterations: int = 400
     batch: int = 64
@@ -26,6 +28,7 @@ class DetectorSettings:
     patience: int = 6
     target_recall: float = 0.9
     min_strength: float = 3.0
+    complete_annotation: bool = False
     particle_voxels: float = PARTICLE_VOXELS
     seed: int = 0
     threads: int = 0  # CPU threads for torch; 0 keeps torch's choice
