@@ -628,9 +628,15 @@ def _model_workflow_groups(args, points, params, volume, px):
 
 
 # --------------------------------------------------------------------------- learned models and evaluation
+def _add_output_options(parser):
+    parser.add_argument('--out', required=True, help='model file to write (e.g. model.pt)')
+    parser.add_argument('--loss-log', help='CSV training log (default: the model file with _loss.csv)')
+    parser.add_argument('--threads', type=int, default=0, help='CPU threads for torch; 0 = torch default')
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
+
+
 def _add_training_options(parser, iterations, batch, patch, learning_rate, channels):
-    parser.add_argument('--out', required=True, help='model file to write (e.g. model.pt); rewritten at checkpoints')
-    parser.add_argument('--loss-log', help='CSV loss log (default: the model file with _loss.csv)')
+    _add_output_options(parser)
     parser.add_argument('--iterations', type=int, default=iterations, help=f'training batches; default {iterations}')
     parser.add_argument('--batch', type=int, default=batch, help=f'patches per batch; default {batch}')
     parser.add_argument('--patch', type=int, default=patch, help=f'training patch side in voxels (multiple of 4); '
@@ -640,16 +646,14 @@ def _add_training_options(parser, iterations, batch, patch, learning_rate, chann
                         help=f"network channels per level; default {' '.join(map(str, channels))}")
     parser.add_argument('--quarter-turns', action='store_true',
                         help='also augment with quarter turns about z (exchanges the x and y tilt axes)')
-    parser.add_argument('--threads', type=int, default=0, help='CPU threads for torch; 0 = torch default')
-    parser.add_argument('--seed', type=int, default=0, help='random seed')
 
 
 def _training_settings(args):
     from .learn.training import TrainingSettings
 
     return TrainingSettings(iterations=args.iterations, batch=args.batch, patch=args.patch, learning_rate=args.lr,
-                            centre_learning_rate=args.lr, channels=tuple(args.channels),
-                            quarter_turns=args.quarter_turns, seed=args.seed, threads=args.threads)
+                            channels=tuple(args.channels), quarter_turns=args.quarter_turns, seed=args.seed,
+                            threads=args.threads)
 
 
 def _loss_log(args):
@@ -668,24 +672,56 @@ def _read_tomogram(path):
 
 
 def _add_train_detector(subparsers):
+    from .learn.settings import DetectorSettings
+
+    defaults = DetectorSettings()
     parser = subparsers.add_parser(
-        'train_detector', help='train a MaskNet + CenterNet particle detector on annotated tomograms (needs [ml])',
+        'train_detector', help='train a particle detector on annotated tomograms; the annotation may be partial '
+                               '(needs [ml])',
         description="Particles are annotated by a STAR file with rlnTomoName (the tomogram file name without "
-                    "extension) and rlnCoordinateX/Y/Z in voxels of the tomograms.")
+                    "extension) and rlnCoordinateX/Y/Z in voxels of the tomograms. Not every particle needs an "
+                    "annotation. Blobs of the particle's size are candidates; small networks learn to score "
+                    "them, one per spatial fold of the annotations, each validated on its held-back fold; the "
+                    "score threshold keeps --target-recall of the held-back particles.")
     parser.add_argument('tomograms', nargs='+', help='training tomograms (MRC)')
     parser.add_argument('--coords', required=True, help='STAR file of the annotated particle centres')
     parser.add_argument('--diameter', type=float, required=True, help='particle diameter in Å')
-    _add_training_options(parser, 2000, 8, 56, 5e-4, [32, 48, 64])
+    _add_output_options(parser)
+    parser.add_argument('--complete', action='store_true',
+                        help='every particle of the training tomograms is annotated (unannotated blobs are then '
+                             'background)')
+    parser.add_argument('--iterations', type=int, default=defaults.iterations,
+                        help=f'most training batches per fold (training stops earlier when the held-back score '
+                             f'stops improving); default {defaults.iterations}')
+    parser.add_argument('--folds', type=int, default=defaults.folds,
+                        help=f'spatial cross-validation folds; default {defaults.folds}')
+    parser.add_argument('--target-recall', type=float, default=defaults.target_recall,
+                        help=f'fraction of held-back particles the score threshold keeps; default '
+                             f'{defaults.target_recall}')
+    parser.add_argument('--min-strength', type=float, default=defaults.min_strength,
+                        help=f'candidate blobs stand this many robust sigma above the background; default '
+                             f'{defaults.min_strength}')
+    parser.add_argument('--batch', type=int, default=defaults.batch, help=f'patches per batch; default {defaults.batch}')
+    parser.add_argument('--lr', type=float, default=defaults.learning_rate,
+                        help=f'Adam learning rate; default {defaults.learning_rate}')
+    parser.add_argument('--channels', type=int, nargs=3, default=list(defaults.channels), metavar='C',
+                        help=f"network channels per level; default {' '.join(map(str, defaults.channels))}")
     parser.set_defaults(func=_run_train_detector)
 
 
 def _run_train_detector(args):
     from .core.consensus import read_star_picks
     from .learn import require_ml
+    from .learn.settings import DetectorSettings
 
     require_ml()
-    from .learn.training import train_detector
+    from .learn.detector import train_detector
 
+    settings = DetectorSettings(iterations=args.iterations, batch=args.batch, learning_rate=args.lr,
+                                channels=tuple(args.channels), folds=args.folds, target_recall=args.target_recall,
+                                min_strength=args.min_strength, complete_annotation=args.complete, seed=args.seed,
+                                threads=args.threads)
+    settings.check()
     picks = read_star_picks(args.coords).picks
     volumes, centres, sizes = [], [], set()
     for path in args.tomograms:
@@ -698,31 +734,29 @@ def _run_train_detector(args):
         sizes.add(round(info.voxel_size[0], 3))
     if len(sizes) != 1:
         raise CryoSegInputError(f'the training tomograms must share one voxel size; got {sorted(sizes)} Å')
-    history = train_detector(volumes, centres, args.diameter, sizes.pop(), args.out, _loss_log(args),
-                             _training_settings(args))
-    print(f"trained {history['iterations']} iterations in {history['seconds']:.0f} s: mask loss "
-          f"{history['mask'][-1]:.4f}, centre loss {history['centre'][-1]:.4f}; model {args.out}, "
-          f"loss log {_loss_log(args)}")
+    history = train_detector(volumes, centres, args.diameter, sizes.pop(), args.out, _loss_log(args), settings)
+    scores = history['validation']
+    print(f"trained {len(history['folds'])} fold networks in {history['seconds']:.0f} s on {history['device']}; "
+          f"score threshold {history['threshold']:.3f}; held-back particles: recall {scores['recall']:.2f}, "
+          f"precision {scores['precision']:.2f} (a lower bound unless every particle is annotated), "
+          f"F1 {scores['f1']:.2f}; model {args.out}, validation log {_loss_log(args)}")
 
 
 def _add_detect(subparsers):
     parser = subparsers.add_parser(
         'detect', help='detect particles with a trained detector (needs [ml])',
-        description='Writes OUT/NAME_instances.mrc (particles numbered 1..n) and OUT/NAME_particles.star '
-                    '(centres in voxels, rlnAutopickFigureOfMerit = CenterNet peak) for every tomogram.')
+        description='Writes OUT/NAME_instances.mrc (a ball of the trained diameter per particle, numbered 1..n) '
+                    'and OUT/NAME_particles.star (centres in voxels, rlnAutopickFigureOfMerit = score) for every '
+                    'tomogram.')
     parser.add_argument('tomograms', nargs='+', help='tomograms (MRC) of the voxel size the model was trained on')
     parser.add_argument('--model', required=True, help='model file written by train_detector')
     parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--mask-threshold', type=float, default=0.5, help='particle probability threshold; default 0.5')
-    parser.add_argument('--centre-threshold', type=float, default=0.3, help='centre-map threshold; default 0.3')
-    parser.add_argument('--min-size', type=int, help='smallest particle in voxels (default: a ball of half the '
-                                                     'trained diameter)')
-    parser.add_argument('--plateaus', action='store_true', help='accept flat-topped centre maxima (one per plateau)')
+    parser.add_argument('--threshold', type=float,
+                        help='smallest score of a pick, 0-1 (default: the threshold chosen in training)')
     parser.add_argument('--filter-outliers', action='store_true',
                         help='drop detections whose k-th nearest neighbour is farther than --outlier-distance')
     parser.add_argument('--neighbours', type=int, default=3, help='k of the outlier filter; default 3')
     parser.add_argument('--outlier-distance', type=float, default=30.0, help='in voxels; default 30')
-    parser.add_argument('--patch', type=int, default=96, help='inference cube side (multiple of 4); default 96')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads for torch; 0 = torch default')
     parser.set_defaults(func=_run_detect)
 
@@ -749,31 +783,38 @@ def _run_detect(args):
     import numpy as np
     from emtable import Table
 
-    from .core.detection import detect
+    from .core.detection import isolated
     from .core.mrcio import write_volume
+    from .learn.detector import detect_particles
+    from .learn.labels import particle_instances
 
     model = _load(args.model, 'detector')
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise CryoSegInputError(f'the score threshold must be between 0 and 1; got {args.threshold}')
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     for path in args.tomograms:
         name = _tomogram_name(path)
         volume, info = _read_tomogram(path)
         _check_model_sampling(model, info, path)
-        maps = model.predict(volume, patch=args.patch, threads=args.threads)
-        min_size = args.min_size if args.min_size is not None else \
-            int(round(4 / 3 * np.pi * (model.diameter / 4 / model.voxel_size) ** 3))
-        found = detect(maps['mask'], maps['centre'], args.mask_threshold, args.centre_threshold, min_size,
-                       strict_maxima=not args.plateaus, filter_outliers=args.filter_outliers,
-                       neighbor_number=args.neighbours, distance_threshold=args.outlier_distance)
-        dtype = np.uint16 if len(found) < 2 ** 16 else np.float32
-        write_volume(os.path.join(args.out, f'{name}_instances.mrc'), found.labels.astype(dtype), info.voxel_size,
+        found = detect_particles(model, volume, args.threshold)
+        keep = np.ones(len(found), bool)
+        if args.filter_outliers:
+            keep = ~isolated(found.centres, args.neighbours, args.outlier_distance)
+        centres, scores = found.centres[keep], found.scores[keep]
+        labels = particle_instances(volume.shape, centres, model.diameter / model.voxel_size)
+        dtype = np.uint16 if len(centres) < 2 ** 16 else np.float32
+        write_volume(os.path.join(args.out, f'{name}_instances.mrc'), labels.astype(dtype), info.voxel_size,
                      info.origin)
         table = Table(columns=['rlnTomoName', 'rlnCoordinateX', 'rlnCoordinateY', 'rlnCoordinateZ',
-                               'rlnAutopickFigureOfMerit', 'cryosegVoxels'])
-        for centre, score, size in zip(found.centres, found.scores, found.sizes):
-            table.addRow(name, *map(float, centre), float(score), int(size))
+                               'rlnAutopickFigureOfMerit'])
+        for centre, score in zip(centres, scores):
+            table.addRow(name, *map(float, centre), float(score))
         star = os.path.join(args.out, f'{name}_particles.star')
         table.write(star, tableName='particles')
-        print(f"{name}: {len(found)} particles -> {star}")
+        print(f"{name}: {len(centres)} particles -> {star}")
 
 
 def _add_train_mask(subparsers):
