@@ -64,9 +64,9 @@ def robust_normalise(volume, dark):
     """float32 robust z-scores of ``volume`` ((v − median) / (1.4826·MAD), on every 2nd voxel per
     axis), negated when the particles are ``dark`` so that they are bright, clipped to ±8.
 
-    >>> v = np.random.default_rng(0).normal(5.0, 2.0, (16, 16, 16))
+    >>> v = np.random.default_rng(0).normal(5.0, 2.0, (48, 48, 48))
     >>> z = robust_normalise(v, dark=False)
-    >>> round(float(np.median(z)), 1), round(float(z.std()), 1)
+    >>> abs(round(float(np.median(z)), 1)), round(float(z.std()), 1)
     (0.0, 1.0)
     """
     volume = np.asarray(volume, np.float32)
@@ -179,7 +179,7 @@ def training_labels(candidates, annotations_zyx, radius, strengths, complete=Fal
 
     >>> found = Candidates(np.array([[0, 0, 0], [0, 0, 20], [0, 0, 40], [0, 0, 60]], float),
     ...                    np.array([12.0, 11.0, 6.0, 2.0], np.float32))
-    >>> training_labels(found, [[0, 0, 0.5]], 4, np.array([9.0, 10.0, 12.0])).candidate_labels.tolist()
+    >>> training_labels(found, [[0, 0, 0.5]], 4, np.array([5.0, 10.0, 12.0])).candidate_labels.tolist()
     [1, 1, -1, 0]
     """
     strengths = np.asarray(strengths, float)

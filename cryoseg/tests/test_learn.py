@@ -10,7 +10,7 @@ from scipy import ndimage
 from cryoseg.core.errors import CryoSegInputError
 from cryoseg.core.evaluation import score_points
 from cryoseg.core.phantom import apply_missing_wedge
-from cryoseg.learn.labels import centre_target, detection_targets, particle_instances
+from cryoseg.learn.labels import particle_instances
 from cryoseg.learn.patches import PatchSampler, augment
 from cryoseg.learn.tiling import predict_tiled, zscore
 
@@ -24,34 +24,59 @@ DETECTOR_PHANTOM = dict(shape_zyx=(40, 80, 80), voxel_size=20.0, particle_diamet
 
 
 # ------------------------------------------------------------------------------------------- labels
-def test_centre_target_of_one_ball():
-    targets = detection_targets((31, 31, 31), [[15, 15, 15]], diameter=20)
-    centre = targets.centre
-    assert centre[15, 15, 15] == 1.0 and centre.max() == 1.0
-    ball = targets.mask.astype(bool)
-    shell = ball & ~ndimage.binary_erosion(ball)  # voxels with a face neighbour outside
-    assert np.all(centre[shell] == 0) and np.all(centre[ball & ~shell] > 0)
-    assert np.all(centre[~ball] == 0)
-    for axis_profile in (centre[15, 15, 15:], centre[15, 15:, 15], centre[15:, 15, 15],
-                         np.array([centre[15 + i, 15 + i, 15 + i] for i in range(6)])):
-        assert np.all(np.diff(axis_profile) <= 1e-6)  # monotone along radii
-    assert np.count_nonzero(ball) == pytest.approx(4 / 3 * np.pi * 10 ** 3, rel=0.05)
-
-
-def test_two_touching_balls_give_two_maxima():
-    centres = [[10, 15, 15], [20, 15, 15]]  # diameter 10: the balls touch
-    targets = detection_targets((30, 30, 31), centres, diameter=10)
-    assert set(np.unique(targets.labels)) == {0, 1, 2}
-    assert targets.centre[15, 15, 10] == 1.0 and targets.centre[15, 15, 20] == 1.0
-    peaks = np.argwhere(targets.centre == 1.0)
-    assert sorted(map(tuple, peaks)) == [(15, 15, 10), (15, 15, 20)]
-    assert targets.centre[15, 15, 15] == 0.0  # the contact plane is a boundary of both
+def test_one_ball_and_two_touching_balls():
+    one = particle_instances((31, 31, 31), [[15, 15, 15]], diameter=20)
+    assert np.count_nonzero(one) == pytest.approx(4 / 3 * np.pi * 10 ** 3, rel=0.05)
+    two = particle_instances((30, 30, 31), [[10, 15, 15], [20, 15, 15]], diameter=10)  # the balls touch
+    assert set(np.unique(two)) == {0, 1, 2}
+    assert two[15, 15, 14] == 1 and two[15, 15, 16] == 2  # each voxel to the nearer centre
+    assert abs(np.count_nonzero(two == 1) - np.count_nonzero(two == 2)) <= 1  # the contact voxel goes to one
 
 
 def test_instances_near_the_border_and_outside():
     labels = particle_instances((10, 10, 10), [[0, 0, 0], [50, 50, 50]], diameter=6)
     assert labels[0, 0, 0] == 1 and 2 not in labels
-    assert centre_target(labels).max() == 1.0
+
+
+# ------------------------------------------------------------------------------------------- candidates
+def test_candidate_and_detector_examples():
+    import doctest
+
+    from cryoseg.learn import candidates
+
+    assert doctest.testmod(candidates).failed == 0
+
+
+def test_candidates_find_dark_balls_in_noise_at_their_scale():
+    from cryoseg.learn.candidates import find_candidates, particles_are_dark, robust_normalise, working_binning
+
+    rng = np.random.default_rng(5)
+    volume = rng.normal(0, 1, (40, 96, 96)).astype(np.float32)
+    centres = np.array([[20, 20 + 18 * i, 20 + 14 * j] for i in range(4) for j in range(5)], float)  # z, y, x
+    grid = np.indices(volume.shape).reshape(3, -1).T
+    for centre in centres:
+        volume.reshape(-1)[np.sum((grid - centre) ** 2, 1) <= 16] -= 3.0  # dark balls of diameter 8
+    assert particles_are_dark(robust_normalise(volume, False), centres, 8.0)
+    found = find_candidates(robust_normalise(volume, dark=True), 8.0, 3.0)
+    assert np.all(np.diff(found.strength) <= 0)  # strongest first
+    assert score_points(found.centres[:20], centres, radius=2).tp == 20
+    assert working_binning(8.0 * 2.5) == 2
+
+
+def test_training_labels_and_spatial_folds():
+    from cryoseg.learn.candidates import Candidates, spatial_folds, training_labels
+
+    annotations = np.array([[5, 5, x] for x in (10, 20, 30, 60, 70, 80)], float)
+    folds = spatial_folds(annotations, (10, 40, 100), 2)
+    assert folds.axis == 0 and folds.fold.tolist() == [0, 0, 0, 1, 1, 1] and folds.edges[1] == 45
+    assert folds.region(annotations, 1).tolist() == [False] * 3 + [True] * 3
+    assert folds.near_region([[5, 5, 42]], 1, margin=4).tolist() == [True]
+    found = Candidates(np.array([[5, 5, 10.5], [5, 5, 50], [5, 5, 90], [5, 5, 95]], float),
+                       np.array([10.0, 9.5, 8.5, 1.0], np.float32))
+    partial = training_labels(found, annotations, 2, np.array([8.0, 9.0, 10.0, 11.0]))
+    assert partial.candidate_labels.tolist() == [1, 1, -1, 0]  # strong unannotated: pseudo-positive
+    complete = training_labels(found, annotations, 2, np.array([8.0, 9.0, 10.0, 11.0]), complete=True)
+    assert complete.candidate_labels.tolist() == [1, 0, 0, 0]
 
 
 # ------------------------------------------------------------------------------------------- tiling
@@ -116,12 +141,12 @@ def test_augmentation_transforms_inputs_and_targets_alike():
 
 def test_sampler_patches_centred_on_annotations():
     centres = np.array([[30.0, 20, 12]])
-    targets = detection_targets((24, 40, 60), centres, diameter=6)
-    sampler = PatchSampler([np.zeros((24, 40, 60))], [targets.mask], [centres], patch=16, jitter=2,
+    ball = particle_instances((24, 40, 60), centres, diameter=6) > 0
+    sampler = PatchSampler([np.zeros((24, 40, 60))], [ball], [centres], patch=16, jitter=2,
                            background_fraction=0.0, seed=0)
     inputs, labels = sampler.sample(6)
     assert inputs.shape == (6, 1, 16, 16, 16) and labels.shape == (6, 1, 16, 16, 16)
-    assert np.all(labels.sum(axis=(1, 2, 3, 4)) == targets.mask.sum())  # the whole ball in every patch
+    assert np.all(labels.sum(axis=(1, 2, 3, 4)) == ball.sum())  # the whole ball in every patch
     small = PatchSampler([np.ones((5, 6, 7))], [np.ones((5, 6, 7))], patch=8)  # padded to the patch
     assert small.sample(1)[0].shape == (1, 1, 8, 8, 8)
 
@@ -167,8 +192,12 @@ def _small_phantom(seed):
 def test_detector_trained_on_half_the_particles_finds_all_of_another_tomogram(tmp_path):
     """Partial annotation: only every other particle of the training phantom is annotated; the
     detector must still find (nearly) every particle of an unseen phantom, and few else."""
-    from cryoseg.learn import read_loss_log
+    import doctest
+
+    from cryoseg.learn import detector, read_loss_log
     from cryoseg.learn.detector import LOG_COLUMNS, detect_particles, train_detector
+
+    assert doctest.testmod(detector).failed == 0
     from cryoseg.learn.settings import DetectorSettings
     from cryoseg.learn.training import load_model
 
