@@ -261,3 +261,20 @@ def test_model_file_errors(tmp_path):
         load_model(str(tmp_path / 'junk.pt'))
     with pytest.raises(CryoSegInputError, match='not found'):
         load_model(str(tmp_path / 'missing.pt'))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
+def test_detector_trains_and_detects_on_cuda(tmp_path):
+    from cryoseg.learn.detector import detect_particles, train_detector
+    from cryoseg.learn.settings import DetectorSettings
+    from cryoseg.learn.training import load_model
+
+    train, test = _small_phantom(1), _small_phantom(2)
+    centres = [np.array([p['centre'] for p in ph.truth.particles]) for ph in (train, test)]
+    history = train_detector([train.volume], [centres[0]], 160.0, 20.0, str(tmp_path / 'm.pt'), str(tmp_path / 'l.csv'),
+                             DetectorSettings(iterations=80, validate_every=20, patience=3, complete_annotation=True))
+    assert history['device'] == 'cuda'
+    model = load_model(str(tmp_path / 'm.pt'))
+    assert next(model.networks['fold0'].parameters()).is_cuda
+    score = score_points(detect_particles(model, test.volume).centres, centres[1], radius=4)
+    assert score.recall >= 0.85 and score.precision >= 0.8, score
