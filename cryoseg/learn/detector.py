@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from . import require_ml
 from ..core.errors import CryoSegInputError
@@ -146,7 +147,6 @@ def _validate(networks, tomograms, fold_data, patches, radius, where):
         is_hit = np.zeros(len(region), bool)
         if len(held) and len(region):
             # each held-back particle is represented by its best-scoring candidate within reach
-            from scipy.spatial import cKDTree
             for near in cKDTree(centres).query_ball_point(held, radius):
                 if near:
                     is_hit[near[int(np.argmax(scores[near]))]] = True
@@ -285,8 +285,6 @@ def train_detector(volumes, centres_xyz, diameter, voxel_size, model_path, loss_
 def _choose_threshold(out_of_fold, radius, target_recall):
     """The score threshold that keeps ``target_recall`` of the held-back particles that have a
     candidate, from their out-of-fold scores, and the out-of-fold picks' scores at it."""
-    from scipy.spatial import cKDTree
-
     particle_scores = []
     for tomogram, region, held, scores in out_of_fold:
         centres = tomogram.candidates.centres[region]
