@@ -92,4 +92,31 @@
   year = {2016},
   doi = {http://dx.doi.org/10.1007/978-3-319-46723-8_49}
 }
+
+@article{Xu2011TemplateFree,
+  title = {Template-free detection of macromolecular complexes in cryo electron tomograms},
+  author = {Xu, M. and Beck, M. and Alber, F.},
+  journal = {Bioinformatics},
+  volume = {27},
+  number = {13},
+  pages = {i69--i76},
+  year = {2011},
+  doi = {http://dx.doi.org/10.1093/bioinformatics/btr207}
+}
+
+@inproceedings{Lee2013PseudoLabel,
+  title = {Pseudo-Label: The Simple and Efficient Semi-Supervised Learning Method for Deep Neural Networks},
+  author = {Lee, D.-H.},
+  booktitle = {ICML 2013 Workshop on Challenges in Representation Learning},
+  year = {2013}
+}
+
+@inproceedings{Elkan2008PositiveUnlabeled,
+  title = {Learning classifiers from only positive and unlabeled data},
+  author = {Elkan, C. and Noto, K.},
+  booktitle = {Proceedings of the 14th ACM SIGKDD International Conference on Knowledge Discovery and Data Mining},
+  pages = {213--220},
+  year = {2008},
+  doi = {http://dx.doi.org/10.1145/1401890.1401920}
+}
 """

@@ -36,8 +36,8 @@ PICKINGS = ('segdiam pick (masked)', 'segdiam pick (whole tomogram, low-pass 120
 LEARNED_TARGET = 'particles (all classes)'
 LEARNED_DIAMETER = 180.0  # Å, the middle class; the classes are 120, 180 and 260 Å
 LEARNED_BINNING = 2
-LEARNED_TRAINING = dict(iterations=800, batchSize=4, patchSize=24, learningRate=2e-3, channels='8 12 16')
-LEARNED_DETECTION = dict(inferencePatch=128, centreThreshold=0.6)
+LEARNED_TRAINING = dict(completeAnnotation=True)  # the phantom's ground truth: every particle annotated
+LEARNED_DETECTION = dict(scoreThreshold=-1.0)  # the threshold chosen in training
 
 
 def false_positive_sources(truth, xyz, radius=MATCH_RADIUS):
@@ -310,12 +310,12 @@ class Demo:
         """A small particle detector trained on TS_01 with its particles annotated (ground truth,
         tomograms binned to 20 Å/px so the CPU run stays short), applied to every tomogram and scored
         by the evaluation protocol against the same kind of particles; the false positives are traced
-        to the phantom object they sit on. Report: loss curves and the P/R/F1 figure."""
+        to the phantom object they sit on. Report: validation curves and the P/R/F1 figure."""
         from tomo.protocols import ProtImportTomograms
 
         from .core.mrcio import write_volume
         from .protocols import ProtCryoSegDetectParticles, ProtCryoSegEvaluatePicking, ProtCryoSegTrainDetector
-        from .viewers.viewer_learned import evaluation_figure, loss_figure
+        from .viewers.viewer_learned import evaluation_figure, validation_figure
         from .learn import missing_ml_message, read_loss_log
 
         if missing_ml_message():
@@ -347,8 +347,8 @@ class Demo:
         evaluate = self.run(ProtCryoSegEvaluatePicking, 'evaluate learned picking', inputCoordinates=detect.coordinates,
                             referenceCoordinates=reference, radius=MATCH_RADIUS)
         evaluation = evaluate.getEvaluation()
-        self.figure(loss_figure(read_loss_log(train.model.getLossLog()), 'detector training loss'),
-                    '50_detector_loss.png', f'train particle detector: loss per iteration on {first}.')
+        self.figure(validation_figure(read_loss_log(train.model.getLossLog())), '50_detector_validation.png',
+                    f'train particle detector: training loss and held-back scores per fold on {first}.')
         self.figure(evaluation_figure(evaluation), '51_learned_picking_scores.png',
                     f'evaluate learned picking: precision, recall and F1 of the detector against the '
                     f'{LEARNED_TARGET} ({first} was the training tomogram, the others are unseen).')

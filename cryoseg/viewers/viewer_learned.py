@@ -1,4 +1,5 @@
-"""Viewers of the learned protocols (training loss curves) and of picking evaluation (P/R/F1)."""
+"""Viewers of the learned protocols (a detector's validation curves, a mask network's loss curves) and of
+picking evaluation (P/R/F1)."""
 import matplotlib.pyplot as plt
 import numpy as np
 from pyworkflow.gui.plotter import Plotter
@@ -29,6 +30,40 @@ def loss_figure(log, title='training loss'):
     return fig
 
 
+VALIDATION_PANELS = (('loss', 'training loss'), ('val_ap', 'held-back average precision'),
+                     ('val_recall', 'held-back recall (score ≥ 0.5)'),
+                     ('val_precision', 'held-back precision (score ≥ 0.5)'), ('val_f1', 'held-back F1 (score ≥ 0.5)'))
+
+
+def validation_figure(log, title='detector validation'):
+    """A detector's validation log (:data:`cryoseg.learn.detector.LOG_COLUMNS`): per fold (one colour
+    each), the training loss and the held-back scores against the iteration; a ring marks the kept
+    iteration (best held-back average precision). Precision counts unannotated particles as false,
+    so with a partial annotation it is a lower bound."""
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6.5), sharex=True)
+    folds = log['fold'].astype(int)
+    for fold in np.unique(folds):
+        rows = folds == fold
+        iterations = log['iteration'][rows]
+        best = int(np.argmax(log['val_ap'][rows]))
+        for ax, (column, label) in zip(axes.flat, VALIDATION_PANELS):
+            values = log[column][rows]
+            line, = ax.plot(iterations, values, marker='.', lw=1.2, label=f'fold {fold + 1}')
+            ax.plot(iterations[best], values[best], 'o', mfc='none', ms=9, color=line.get_color())
+            ax.set_title(label, fontsize=10)
+    axes.flat[0].set_yscale('log')
+    for ax in axes.flat[1:len(VALIDATION_PANELS)]:
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes[-1]:
+        ax.set_xlabel('iteration')
+    legend = axes.flat[-1]
+    legend.axis('off')
+    legend.legend(*axes.flat[0].get_legend_handles_labels(), loc='center', title='ring: kept iteration')
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def evaluation_figure(evaluation):
     """Bars of precision, recall and F1 per tomogram and overall, with the TP/FP/FN table below."""
     rows = scoreRows(evaluation)
@@ -48,7 +83,8 @@ def evaluation_figure(evaluation):
 
 
 class CryoSegTrainingViewer(Viewer):
-    """The loss curves of a training run: whether the networks have converged."""
+    """A training run: a detector's held-back scores per fold (whether it learned, where each fold
+    stopped), a mask network's loss curves (whether it has converged)."""
     _label = 'viewer training'
     _targets = [ProtCryoSegTrainDetector, ProtCryoSegTrainMaskNet]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
@@ -57,7 +93,10 @@ class CryoSegTrainingViewer(Viewer):
         model = getattr(obj, obj.OUTPUT_NAME, None)
         if model is None:
             return []
-        return [Plotter(figure=loss_figure(read_loss_log(model.getLossLog()), f'{model.getKind()} training loss'))]
+        log = read_loss_log(model.getLossLog())
+        if model.getKind() == model.DETECTOR:
+            return [Plotter(figure=validation_figure(log))]
+        return [Plotter(figure=loss_figure(log, f'{model.getKind()} training loss'))]
 
 
 class CryoSegEvaluationViewer(Viewer):
