@@ -232,7 +232,7 @@ class BlobSeeds:
         return len(self.strength)
 
 
-def blob_seeds(signal, diameter, min_seed, allowed=None):
+def blob_seeds(signal, diameter, min_seed, allowed=None, window=None):
     """Centres of bright particles of ``diameter`` (px): the local maxima of a difference of Gaussians
     tuned to that diameter that stand ``min_seed`` robust σ (of the band-passed volume) above its
     background; a :class:`BlobSeeds`.
@@ -242,7 +242,8 @@ def blob_seeds(signal, diameter, min_seed, allowed=None):
     keeps touching particles apart, since the dip between two particles is darker than their centres
     at that scale. One maximum is kept per window of r/2 each side; touching particles lie a diameter
     apart and stay separate. Positions are refined to sub-voxel by a parabola through the maximum and
-    its two neighbours along each axis. ``allowed`` (boolean, same shape) restricts the seeds.
+    its two neighbours along each axis. ``allowed`` (boolean, same shape) restricts the seeds;
+    ``window`` (odd, voxels) replaces the r/2-each-side window (3 keeps every local maximum).
 
     References
     ----------
@@ -261,7 +262,7 @@ def blob_seeds(signal, diameter, min_seed, allowed=None):
     band = (ndimage.gaussian_filter(signal, sigma, truncate=3.0)
             - ndimage.gaussian_filter(signal, DOG_RATIO * sigma, truncate=3.0))
     noise = mad_gau(band[(slice(None, None, 2),) * band.ndim]) or float(np.std(band)) or 1.0
-    window = 2 * int(np.ceil(radius / 2)) + 1
+    window = 2 * int(np.ceil(radius / 2)) + 1 if window is None else int(window)
     peaks = (band == ndimage.maximum_filter(band, size=window)) & (band >= min_seed * noise) & (band > 0)
     if allowed is not None:
         peaks &= allowed

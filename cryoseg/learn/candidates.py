@@ -114,14 +114,17 @@ class Candidates:
 
 def find_candidates(signal, diameter_px, min_strength):
     """:class:`Candidates` of bright blobs of ``diameter_px`` voxels in ``signal`` (a normalised
-    working-scale tomogram) that stand ``min_strength`` robust σ above the background.
+    working-scale tomogram) that stand ``min_strength`` robust σ above the background: every local
+    maximum of the band-passed tomogram (26 neighbours), so that a particle whose strongest point is
+    off its centre still has a candidate there; the networks choose among them and one pick per
+    particle is kept after scoring.
 
     >>> ball = ((np.indices((24, 24, 24)) - 12.0) ** 2).sum(0) <= 16
     >>> found = find_candidates(ball.astype(np.float32), 8, 1.0)
     >>> len(found), found.centres.round(1).tolist()
     (1, [[12.0, 12.0, 12.0]])
     """
-    seeds = blob_seeds(signal, diameter_px, min_strength)
+    seeds = blob_seeds(signal, diameter_px, min_strength, window=3)
     order = np.argsort(-seeds.strength, kind='stable')
     return Candidates(seeds.centres[order], seeds.strength[order].astype(np.float32))
 
