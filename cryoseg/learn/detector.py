@@ -65,18 +65,36 @@ def _prepare(volume, factor, dark, diameter, min_strength):
     return signal, find_candidates(signal, diameter, min_strength)
 
 
-def _score(networks, patches, where, chunk=512):
-    """Mean probability of the networks for float32 patches [n, 1, s, s, s]."""
-    if not len(patches):
-        return np.zeros(0, np.float32)
-    total = np.zeros(len(patches), np.float32)
+def _logits(net, patches, where, chunk=512):
+    net.eval()
+    out = np.zeros(len(patches), np.float32)
     with torch.no_grad():
-        for net in networks:
-            net.eval()
-            for start in range(0, len(patches), chunk):
-                batch = torch.from_numpy(patches[start:start + chunk]).to(where)
-                total[start:start + chunk] += torch.sigmoid(net(batch))[:, 0].cpu().numpy()
-    return total / len(networks)
+        for start in range(0, len(patches), chunk):
+            out[start:start + chunk] = net(torch.from_numpy(patches[start:start + chunk]).to(where))[:, 0].cpu().numpy()
+    return out
+
+
+def _score(networks, patches, where, standardisation=None):
+    """Scores in (0, 1) of float32 patches [n, 1, s, s, s]: the sigmoid of the networks' mean logit,
+    each logit first standardised by its network's ``(mean, std)`` over the training candidates
+    when ``standardisation`` is given. Fold networks stop at different iterations and are confident
+    to different degrees; on one scale, a threshold set on one network's held-back particles holds
+    for their average."""
+    total = np.zeros(len(patches), np.float32)
+    for index, net in enumerate(networks):
+        logits = _logits(net, patches, where)
+        if standardisation is not None:
+            mean, std = standardisation[index]
+            logits = (logits - mean) / std
+        total += logits
+    return 1 / (1 + np.exp(-total / max(len(networks), 1)))
+
+
+def _standardisation(net, tomograms, side, where):
+    """``(mean, std)`` of a network's logits over the candidates of the training tomograms."""
+    logits = np.concatenate([_logits(net, extract_patches(t.signal, t.candidates.centres, side), where)
+                             for t in tomograms])
+    return float(logits.mean()), float(logits.std()) or 1.0
 
 
 def _flip_each(patches, rng):
@@ -244,7 +262,7 @@ def train_detector(volumes, centres_xyz, diameter, voxel_size, model_path, loss_
             folds.append(spatial_folds(np.zeros((settings.folds, 3)), tomogram.signal.shape, settings.folds))
             folds[-1].fold = np.full(len(tomogram.annotations), -1)
     os.makedirs(os.path.dirname(os.path.abspath(loss_log)) or '.', exist_ok=True)
-    networks, fold_reports, out_of_fold = [], [], []
+    networks, standardisation, fold_reports, out_of_fold = [], [], [], []
     previous = torch.are_deterministic_algorithms_enabled()
     # reproducible on a CPU; on a GPU some 3-D pooling gradients have no deterministic kernel
     torch.use_deterministic_algorithms(where.type == 'cpu')
@@ -257,6 +275,9 @@ def train_detector(volumes, centres_xyz, diameter, voxel_size, model_path, loss_
                 net, best = _train_fold(k, data, tomograms, settings, radius, where, writer, started)
                 handle.flush()
                 networks.append(net)
+                standardisation.append(_standardisation(net, tomograms, side, where))
+                best['scores'] = [_score([net], extract_patches(t.signal, t.candidates.centres[region], side), where,
+                                         standardisation[-1:]) for t, (region, _) in zip(tomograms, data.validation)]
                 fold_reports.append(dict(fold=k, iteration=best['iteration'], average_precision=best['ap'],
                                          recall=best['score'].recall, precision=best['score'].precision))
                 for tomogram, (region, held), scores in zip(tomograms, data.validation, best['scores']):
@@ -272,7 +293,8 @@ def train_detector(volumes, centres_xyz, diameter, voxel_size, model_path, loss_
                    seconds=time.time() - started)
     header = dict(kind='detector', voxel_size=float(voxel_size), diameter=float(diameter),
                   detector=dict(binning=factor, working_diameter=working_diameter, patch=side, dark=dark,
-                                min_strength=settings.min_strength, threshold=threshold),
+                                min_strength=settings.min_strength, threshold=threshold,
+                                standardisation=standardisation),
                   architectures={f'fold{k}': dict(type='candidate_net', channels=list(settings.channels))
                                  for k in range(settings.folds)},
                   settings=asdict(settings), history=history)
@@ -309,8 +331,8 @@ def _choose_threshold(out_of_fold, radius, target_recall):
 
 @dataclass
 class DetectedParticles:
-    """Picks of one tomogram: ``centres`` (n, 3) x, y, z voxels of the input, ``scores`` (n,) the
-    networks' mean probability, ``strength`` (n,) the blob strength in robust σ."""
+    """Picks of one tomogram: ``centres`` (n, 3) x, y, z voxels of the input, ``scores`` (n,) in (0, 1)
+    (see :func:`_score`), ``strength`` (n,) the blob strength in robust σ."""
     centres: np.ndarray
     scores: np.ndarray
     strength: np.ndarray
@@ -329,7 +351,8 @@ def detect_particles(model, volume, threshold=None):
     factor, diameter = int(spec['binning']), float(spec['working_diameter'])
     signal, candidates = _prepare(volume, factor, spec['dark'], diameter, spec['min_strength'])
     where = next(next(iter(model.networks.values())).parameters()).device
-    scores = _score(list(model.networks.values()), extract_patches(signal, candidates.centres, spec['patch']), where)
+    scores = _score(list(model.networks.values()), extract_patches(signal, candidates.centres, spec['patch']), where,
+                    spec['standardisation'])
     kept = _pick(candidates.centres, scores, threshold, diameter / 2)
     logger.info('%d candidates, %d picks scoring at least %.3f', len(candidates), len(kept), threshold)
     centres = _to_original(candidates.centres[kept], factor)[:, ::-1]

@@ -388,7 +388,7 @@ class ProtCryoSegDetectParticles(_ApplyModel):
     the detector's networks score it, and one pick per particle is kept among the candidates scoring
     at least the threshold (by default the one chosen in training); optionally, isolated detections
     (whose k-th nearest neighbour is far) are dropped. Outputs the particle centres (score = the
-    networks' mean probability) and, per tomogram, an instance-label volume (a ball of the trained
+    networks' agreement, in (0, 1)) and, per tomogram, an instance-label volume (a ball of the trained
     diameter per particle, numbered)."""
     _label = 'detect particles'
 
