@@ -23,6 +23,7 @@ networks", ICML Workshop on Challenges in Representation Learning (2013).
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..core.errors import CryoSegInputError
@@ -87,8 +88,6 @@ def particles_are_dark(normalised, centres_zyx, diameter_px):
     >>> particles_are_dark(-ball.astype(np.float32), [[12, 12, 12]], 8), particles_are_dark(ball * 1.0, [[12, 12, 12]], 8)
     (True, False)
     """
-    from scipy import ndimage
-
     sigma = diameter_px / 2 / np.sqrt(3)
     centres = np.clip(np.rint(np.asarray(centres_zyx, float)).astype(int), 0, np.array(normalised.shape) - 1)
     values = []

@@ -46,9 +46,11 @@ LOG_COLUMNS = ['fold', 'iteration', 'loss', 'val_ap', 'val_recall', 'val_precisi
 @dataclass
 class WorkingTomogram:
     """One tomogram at the detector's scale: ``signal`` (normalised, particles bright), its
-    candidates, and the annotations in working voxels ([z, y, x])."""
+    candidates with their patches (cut once, used by every fold), and the annotations in working
+    voxels ([z, y, x])."""
     signal: np.ndarray
     candidates: object
+    patches: np.ndarray
     annotations: np.ndarray
 
 
@@ -90,10 +92,9 @@ def _score(networks, patches, where, standardisation=None):
     return 1 / (1 + np.exp(-total / max(len(networks), 1)))
 
 
-def _standardisation(net, tomograms, side, where):
+def _standardisation(net, tomograms, where):
     """``(mean, std)`` of a network's logits over the candidates of the training tomograms."""
-    logits = np.concatenate([_logits(net, extract_patches(t.signal, t.candidates.centres, side), where)
-                             for t in tomograms])
+    logits = np.concatenate([_logits(net, t.patches, where) for t in tomograms])
     return float(logits.mean()), float(logits.std()) or 1.0
 
 
@@ -142,9 +143,9 @@ class _FoldData:
             outside = ~split.near_region(candidates.centres, k, margin)
             labels = training_labels(candidates, tomogram.annotations, radius, strengths, complete).candidate_labels
             own = (split.fold != k) & ~split.near_region(tomogram.annotations, k, margin)
-            train_positive.append(extract_patches(tomogram.signal, np.concatenate(
-                [candidates.centres[outside & (labels == 1)], tomogram.annotations[own]]), side))
-            train_negative.append(extract_patches(tomogram.signal, candidates.centres[outside & (labels == 0)], side))
+            train_positive += [tomogram.patches[outside & (labels == 1)],
+                               extract_patches(tomogram.signal, tomogram.annotations[own], side)]
+            train_negative.append(tomogram.patches[outside & (labels == 0)])
             self.validation.append((np.flatnonzero(split.region(candidates.centres, k)),
                                     tomogram.annotations[split.fold == k]))
         self.positive = np.concatenate(train_positive)
@@ -184,8 +185,7 @@ def _train_fold(k, data, tomograms, settings, radius, where, writer, started):
     loss_function = torch.nn.BCEWithLogitsLoss()
     half = settings.batch // 2
     targets = torch.cat([torch.ones(half), torch.zeros(half)])[:, None].to(where)
-    region_patches = [extract_patches(t.signal, t.candidates.centres[region], data.positive.shape[-1])
-                      for t, (region, _) in zip(tomograms, data.validation)]
+    region_patches = [t.patches[region] for t, (region, _) in zip(tomograms, data.validation)]
     best = dict(ap=-1.0, state=None, iteration=0, scores=None, score=None)
     waited, running = 0, []
     for iteration in range(1, settings.iterations + 1):
@@ -252,7 +252,8 @@ def train_detector(volumes, centres_xyz, diameter, voxel_size, model_path, loss_
     tomograms = []
     for volume, annotated in zip(raw, annotations):
         signal = -volume if dark else volume
-        tomograms.append(WorkingTomogram(signal, find_candidates(signal, working_diameter, settings.min_strength),
+        candidates = find_candidates(signal, working_diameter, settings.min_strength)
+        tomograms.append(WorkingTomogram(signal, candidates, extract_patches(signal, candidates.centres, side),
                                          annotated))
     folds = []
     for tomogram in tomograms:
@@ -275,9 +276,9 @@ def train_detector(volumes, centres_xyz, diameter, voxel_size, model_path, loss_
                 net, best = _train_fold(k, data, tomograms, settings, radius, where, writer, started)
                 handle.flush()
                 networks.append(net)
-                standardisation.append(_standardisation(net, tomograms, side, where))
-                best['scores'] = [_score([net], extract_patches(t.signal, t.candidates.centres[region], side), where,
-                                         standardisation[-1:]) for t, (region, _) in zip(tomograms, data.validation)]
+                standardisation.append(_standardisation(net, tomograms, where))
+                best['scores'] = [_score([net], t.patches[region], where, standardisation[-1:])
+                                  for t, (region, _) in zip(tomograms, data.validation)]
                 fold_reports.append(dict(fold=k, iteration=best['iteration'], average_precision=best['ap'],
                                          recall=best['score'].recall, precision=best['score'].precision))
                 for tomogram, (region, held), scores in zip(tomograms, data.validation, best['scores']):
